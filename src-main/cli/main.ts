@@ -1,0 +1,342 @@
+// The clinicvault command. Parses arguments (commander), gets secrets safely, calls the operations layer and
+// prints either plain sentences for a person or JSON for a program. Exit codes: see docs/CLI.md.
+import { Command, CommanderError } from 'commander';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as os from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { ClinicVaultError, ExitCode, UsageError, formatBytes } from '../engine/errors.js';
+import { Inventory, appDataDir } from '../engine/inventory/inventory.js';
+import { Vault } from '../engine/vault/vault.js';
+import { checkNewPassphrase, makePassphraseSlot, makeRecoverySlot, readSlots, unlock, writeSlot, generateRecoveryKey } from '../engine/vault/keys.js';
+import { VaultLock } from '../engine/vault/lock.js';
+import { runBackup, runRestore, runVerify, rebuildInventory } from '../services/operations.js';
+import { newPassphrase, openingSecret, type SecretFlags } from './secrets.js';
+import { progressBar } from './progress.js';
+import type { Snapshot } from '../engine/vault/snapshot.js';
+
+export function appVersion(): string {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 5; i++) {
+    const p = path.join(dir, 'package.json');
+    if (fs.existsSync(p)) return (JSON.parse(fs.readFileSync(p, 'utf8')) as { version: string }).version;
+    dir = path.dirname(dir);
+  }
+  return '0.0.0';
+}
+
+const out = (s: string): void => void process.stdout.write(s + '\n');
+const err = (s: string): void => void process.stderr.write(s + '\n');
+const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
+
+interface VaultFlags extends SecretFlags {
+  vault: string;
+  json?: boolean;
+}
+
+async function openVault(flags: VaultFlags): Promise<Vault> {
+  await Vault.readConfig(flags.vault); // "no vault here" before asking for a passphrase
+  return Vault.open(flags.vault, await openingSecret(flags));
+}
+
+function withInventory<T>(fn: (inv: Inventory) => Promise<T>): Promise<T> {
+  const inv = Inventory.openDefault();
+  return fn(inv).finally(() => inv.close());
+}
+
+function secretOptions(cmd: Command): Command {
+  return cmd
+    .option('--passphrase-file <file>', 'read the passphrase from this file')
+    .option('--recovery-key-file <file>', 'open the vault with the recovery key in this file');
+}
+
+function snapshotSummary(id: string, s: Snapshot): Record<string, unknown> {
+  return {
+    id,
+    shortId: id.slice(0, 8),
+    time: s.time,
+    host: s.host,
+    appVersion: s.appVersion,
+    tags: s.tags,
+    parent: s.parent,
+    sources: s.sources.map(({ entries, ...meta }) => ({ ...meta, entries: entries.length })),
+    totals: s.totals,
+  };
+}
+
+export function buildProgram(): Command {
+  const program = new Command('clinicvault')
+    .description('Encrypted, deduplicated, verified backups of a clinic database and media folder.')
+    .version(appVersion())
+    .showHelpAfterError()
+    .exitOverride();
+
+  secretOptions(
+    program
+      .command('init')
+      .description('create a new vault in an empty folder; prints the recovery key once')
+      .requiredOption('--vault <dir>', 'vault folder (e.g. on the backup drive)')
+      .option('--new-passphrase-file <file>', 'read the new passphrase from this file (else CLINICVAULT_PASSPHRASE or a prompt)')
+      .option('--json', 'machine-readable output'),
+  ).action(async (o: VaultFlags & { newPassphraseFile?: string }) => {
+    const pass = o.newPassphraseFile || o.passphraseFile ? await newPassphrase(o.newPassphraseFile ?? o.passphraseFile, 'CLINICVAULT_PASSPHRASE') : await newPassphrase(undefined, 'CLINICVAULT_PASSPHRASE');
+    checkNewPassphrase(pass);
+    const { vault, recoveryKey } = await Vault.init(o.vault, pass);
+    await withInventory(async (inv) => {
+      inv.upsertVault(vault.id, vault.location, vault.config.created);
+      inv.audit('vault.init', vault.id, { location: vault.location });
+    });
+    if (o.json) {
+      out(JSON.stringify({ vaultId: vault.id, location: vault.location, recoveryKey }));
+      return;
+    }
+    out(`Created vault ${vault.id} at ${vault.location}.`);
+    out('');
+    out('RECOVERY KEY (shown only this once):');
+    out('');
+    out(`    ${recoveryKey}`);
+    out('');
+    out('Print it or write it down and keep it somewhere safe, away from this computer and the backup drive.');
+    out('With the drive and this key (or the passphrase) the clinic can be restored on any new PC.');
+  });
+
+  secretOptions(
+    program
+      .command('backup')
+      .description('back up SQLite databases and folders into the vault')
+      .requiredOption('--vault <dir>', 'vault folder')
+      .option('--sqlite <file>', 'SQLite database to back up (repeatable)', collect, [])
+      .option('--folder <dir>', 'folder to back up, e.g. the media root (repeatable)', collect, [])
+      .option('--label <name>', 'a name for this backup, stored as a tag (e.g. pre-migration)')
+      .option('--tag <tag>', 'tag for this backup (repeatable)', collect, [])
+      .option('--exclude <pattern>', 'exclude files matching this pattern (repeatable; replaces the defaults)', collect, [])
+      .option('--json', 'machine-readable output'),
+  ).action(async (o: VaultFlags & { sqlite: string[]; folder: string[]; label?: string; tag: string[]; exclude: string[] }) => {
+    const vault = await openVault(o);
+    const bar = progressBar(!o.json, 'Backing up');
+    const tags = [...o.tag, ...(o.label ? [o.label] : [])];
+    for (const t of tags) if (!/^[\w.:-]{1,64}$/.test(t)) throw new UsageError(`Tag "${t}" may contain only letters, digits and . _ : - (at most 64).`);
+    const result = await withInventory((inv) =>
+      runBackup(inv, vault, {
+        sqlite: o.sqlite,
+        folders: o.folder,
+        tags,
+        excludes: o.exclude.length ? o.exclude : undefined,
+        tmpDir: path.join(appDataDir(), 'tmp'),
+        appVersion: appVersion(),
+        log: (m) => err(m),
+        onProgress: (p) => bar.update(p.bytesDone, p.bytesTotal, { done: p.filesDone, total: p.filesTotal }),
+      }),
+    ).finally(() => bar.stop());
+    const t = result.snapshot.totals;
+    if (o.json) {
+      out(JSON.stringify({ ...snapshotSummary(result.snapshotId, result.snapshot), skipped: result.skipped, warnings: result.warnings, stats: result.stats }));
+    } else {
+      out(`Backup ${result.snapshotId.slice(0, 8)} saved: ${t.filesNew} new, ${t.filesChanged} changed, ${t.filesUnchanged} unchanged file(s); ` +
+          `read ${formatBytes(t.bytesRead)}, added ${formatBytes(t.bytesAdded)} to the vault in ${(t.durationMs / 1000).toFixed(1)} s.`);
+      for (const s of result.skipped) err(`Not backed up: ${s.source}/${s.path} (${s.reason})`);
+      for (const w of result.warnings) err(`Warning: ${w}`);
+    }
+    if (result.partial) process.exitCode = ExitCode.partial;
+  });
+
+  secretOptions(
+    program.command('snapshots').description('list the backups in the vault').requiredOption('--vault <dir>', 'vault folder').option('--json', 'machine-readable output'),
+  ).action(async (o: VaultFlags) => {
+    const vault = await openVault(o);
+    const { snapshots, damaged } = await vault.listSnapshots();
+    if (o.json) {
+      out(JSON.stringify(snapshots.map((s) => snapshotSummary(s.id, s.snapshot))));
+    } else if (snapshots.length === 0) {
+      out('No backups in this vault yet.');
+    } else {
+      for (const s of snapshots) {
+        const srcs = s.snapshot.sources.map((x) => (x.kind === 'sqlite' ? `${x.label} (database)` : `${x.label} (${x.fileCount} files)`)).join(', ');
+        out(`${s.id.slice(0, 8)}  ${s.snapshot.time}  ${s.snapshot.host}  ${srcs}${s.snapshot.tags.length ? '  [' + s.snapshot.tags.join(', ') + ']' : ''}`);
+      }
+    }
+    for (const d of damaged) err(`Damaged: ${d.message}`);
+    if (damaged.length) process.exitCode = ExitCode.damage;
+  });
+
+  secretOptions(
+    program
+      .command('restore')
+      .description('restore a backup (or some paths of it) into a folder')
+      .requiredOption('--vault <dir>', 'vault folder')
+      .option('--snapshot <id>', 'snapshot id (or a unique prefix), or "latest"', 'latest')
+      .requiredOption('--target <dir>', 'folder to restore into (best: a new, empty folder)')
+      .option('--include <path>', 'restore only this path, e.g. media/patients/123 (repeatable)', collect, [])
+      .option('--overwrite', 'replace files that already exist in the target')
+      .option('--json', 'machine-readable output'),
+  ).action(async (o: VaultFlags & { snapshot: string; target: string; include: string[]; overwrite?: boolean }) => {
+    const vault = await openVault(o);
+    const snap = await vault.resolveSnapshot(o.snapshot);
+    const bar = progressBar(!o.json, 'Restoring');
+    const result = await withInventory((inv) =>
+      runRestore(inv, vault, snap, {
+        target: o.target,
+        include: o.include,
+        overwrite: !!o.overwrite,
+        onProgress: (p) => bar.update(p.bytesDone, p.bytesTotal, { done: p.filesDone, total: p.filesTotal }),
+      }),
+    ).finally(() => bar.stop());
+    const ok = result.failed.length === 0 && result.databases.every((d) => d.ok);
+    if (o.json) {
+      out(JSON.stringify({ snapshot: snap.id, ok, ...result }));
+    } else {
+      out(`Restored ${result.files} file(s), ${formatBytes(result.bytes)}, from backup ${snap.id.slice(0, 8)} (${snap.snapshot.time}) into ${result.target}.`);
+      for (const d of result.databases) {
+        out(d.ok ? `Database ${d.label}: integrity ok, row counts match the backup.` : `Database ${d.label}: CHECK FAILED (integrity: ${d.integrityCheck}; counts expected ${JSON.stringify(d.expected)}, found ${JSON.stringify(d.actual)}).`);
+      }
+      for (const f of result.failed) err(`Could not restore ${f.path}: ${f.reason}`);
+    }
+    if (!ok) process.exitCode = ExitCode.damage;
+  });
+
+  secretOptions(
+    program
+      .command('verify')
+      .description('check that the vault is complete and (with --read-data) that every byte reads back correctly')
+      .requiredOption('--vault <dir>', 'vault folder')
+      .option('--read-data', 'read and authenticate every chunk (slower, thorough)')
+      .option('--json', 'machine-readable output'),
+  ).action(async (o: VaultFlags & { readData?: boolean }) => {
+    const vault = await openVault(o);
+    const bar = progressBar(!o.json && !!o.readData, 'Verifying');
+    const report = await withInventory((inv) =>
+      runVerify(inv, vault, { readData: !!o.readData, onProgress: (p) => bar.update(p.bytesDone, p.bytesTotal, { done: p.packsDone, total: p.packsTotal }) }),
+    ).finally(() => bar.stop());
+    if (o.json) {
+      out(JSON.stringify(report));
+    } else {
+      const what = report.readData ? `read and checked ${report.chunksChecked} chunks (${formatBytes(report.bytesRead)})` : 'checked the structure';
+      if (report.ok) out(`Vault OK: ${report.snapshots} backup(s), ${report.packs} pack(s); ${what} in ${(report.durationMs / 1000).toFixed(1)} s.`);
+      else {
+        out(`Vault has ${report.problems.length} problem(s) (${what}):`);
+        for (const p of report.problems) out(`- ${p.message}`);
+      }
+    }
+    if (!report.ok) process.exitCode = ExitCode.damage;
+  });
+
+  const key = program.command('key').description('manage how the vault is opened');
+  secretOptions(
+    key
+      .command('change-passphrase')
+      .description('set a new passphrase (data is not re-encrypted)')
+      .requiredOption('--vault <dir>', 'vault folder')
+      .option('--new-passphrase-file <file>', 'read the new passphrase from this file (else CLINICVAULT_NEW_PASSPHRASE or a prompt)'),
+  ).action(async (o: VaultFlags & { newPassphraseFile?: string }) => {
+    await Vault.readConfig(o.vault);
+    const vault = await openVault(o);
+    const pass = await newPassphrase(o.newPassphraseFile, 'CLINICVAULT_NEW_PASSPHRASE');
+    checkNewPassphrase(pass);
+    const lock = await VaultLock.acquire(vault.storage, 'key change-passphrase', err);
+    try {
+      const old = (await readSlots(vault.storage)).filter((s) => s.slot.kind === 'passphrase');
+      await writeSlot(vault.storage, await makePassphraseSlot(vault.keys, pass, vault.config.kdf));
+      // Only after the new slot is durable and opens the vault are the old ones removed.
+      await unlock(vault.storage, { passphrase: pass });
+      for (const s of old) await vault.storage.remove('keys', s.name);
+    } finally {
+      await lock.release();
+    }
+    await withInventory(async (inv) => void inv.audit('key.change-passphrase', vault.id, {}));
+    out('Passphrase changed. The old passphrase no longer opens this vault; the recovery key still does.');
+  });
+  secretOptions(
+    key
+      .command('add-recovery-key')
+      .description('create a new recovery key and print it once')
+      .requiredOption('--vault <dir>', 'vault folder')
+      .option('--replace', 'revoke all earlier recovery keys')
+      .option('--json', 'machine-readable output'),
+  ).action(async (o: VaultFlags & { replace?: boolean }) => {
+    const vault = await openVault(o);
+    const lock = await VaultLock.acquire(vault.storage, 'key add-recovery-key', err);
+    const rk = generateRecoveryKey();
+    let revoked = 0;
+    try {
+      const old = (await readSlots(vault.storage)).filter((s) => s.slot.kind === 'recovery');
+      await writeSlot(vault.storage, makeRecoverySlot(vault.keys, rk.bytes));
+      if (o.replace) for (const s of old) (await vault.storage.remove('keys', s.name), revoked++);
+    } finally {
+      await lock.release();
+    }
+    await withInventory(async (inv) => void inv.audit('key.add-recovery-key', vault.id, { revoked }));
+    if (o.json) out(JSON.stringify({ recoveryKey: rk.text, revoked }));
+    else {
+      out('NEW RECOVERY KEY (shown only this once):');
+      out('');
+      out(`    ${rk.text}`);
+      out('');
+      out(revoked ? `The ${revoked} earlier recovery key(s) no longer open this vault.` : 'Earlier recovery keys still open this vault (use --replace to revoke them).');
+    }
+  });
+
+  const invCmd = program.command('inventory').description('the local record of vaults, backups and the audit log');
+  secretOptions(invCmd.command('rebuild').description('rebuild the inventory from a vault (e.g. on a new PC)').requiredOption('--vault <dir>', 'vault folder').option('--json', 'machine-readable output')).action(
+    async (o: VaultFlags) => {
+      const vault = await openVault(o);
+      const r = await withInventory((inv) => rebuildInventory(inv, vault));
+      if (o.json) out(JSON.stringify(r));
+      else out(`Inventory rebuilt from ${vault.location}: ${r.snapshots} backup(s), ${r.auditImported} audit entries recovered${r.damaged ? `, ${r.damaged} damaged snapshot(s) skipped` : ''}.`);
+    },
+  );
+
+  program
+    .command('status')
+    .description('what the inventory knows: vaults, latest backups, last checks, recent runs')
+    .option('--json', 'machine-readable output')
+    .action(async (o: { json?: boolean }) => {
+      await withInventory(async (inv) => {
+        const vaults = inv.vaults().map((v) => ({
+          ...v,
+          reachable: fs.existsSync(path.join(v.location, 'config.json')),
+          snapshots: inv.snapshotCount(v.id),
+          latestSnapshot: inv.latestSnapshot(v.id) ?? null,
+          lastVerification: inv.lastVerification(v.id) ?? null,
+        }));
+        const runs = inv.lastRuns(10);
+        if (o.json) {
+          out(JSON.stringify({ home: appDataDir(), vaults, runs }));
+          return;
+        }
+        if (vaults.length === 0) out('No vaults known yet. Create one with "clinicvault init --vault DIR".');
+        for (const v of vaults) {
+          out(`Vault ${v.id} at ${v.location}${v.reachable ? '' : ' (NOT CONNECTED)'}`);
+          out(`  backups: ${v.snapshots}; latest: ${v.latestSnapshot ? v.latestSnapshot.time : 'none'}`);
+          out(`  last check: ${v.lastVerification ? `${v.lastVerification.time} (${v.lastVerification.kind}, ${v.lastVerification.ok ? 'ok' : 'PROBLEMS'})` : 'never'}`);
+        }
+        const lastFailed = runs.find((r) => r.status === 'failed');
+        if (lastFailed) out(`Last failure: ${lastFailed.kind} at ${lastFailed.started}: ${lastFailed.error ?? ''}`);
+      });
+    });
+
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      return e.exitCode === 0 ? 0 : ExitCode.usage;
+    }
+    if (e instanceof ClinicVaultError) {
+      err(`clinicvault: ${e.message}`);
+      return e.exitCode;
+    }
+    if ((e as Error).name === 'ExitPromptError') {
+      err('clinicvault: cancelled.');
+      return ExitCode.usage;
+    }
+    err(`clinicvault: unexpected error: ${(e as Error).stack ?? String(e)}`);
+    err(`Please report this. Nothing already backed up was changed. (${os.platform()} ${process.version})`);
+    return ExitCode.failure;
+  }
+}
+

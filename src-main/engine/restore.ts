@@ -1,0 +1,238 @@
+// Restore: a snapshot (or some paths of it) into a target folder. The whole plan is checked before anything is
+// written: no path may escape the target, no existing file is overwritten unless asked, and no symlink in the
+// target is followed. Every chunk is authenticated; a restored database is re-checked against the snapshot.
+import Database from 'better-sqlite3';
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { BlobReader } from './blob-reader.js';
+import { RefusedError, UsageError, isNoSpace, DriveFullError } from './errors.js';
+import { integrityCheck, tableCounts } from './sources/sqlite.js';
+import { decodeContent, type Snapshot, type TreeEntry } from './vault/snapshot.js';
+import type { Vault } from './vault/vault.js';
+import type { MasterIndex } from './vault/index-file.js';
+
+export interface RestoreProgress {
+  filesDone: number;
+  filesTotal: number;
+  bytesDone: number;
+  bytesTotal: number;
+}
+
+export interface RestoreOptions {
+  target: string;
+  include?: string[];
+  overwrite?: boolean;
+  index?: MasterIndex;
+  onProgress?: (p: RestoreProgress) => void;
+  signal?: AbortSignal;
+}
+
+export interface DatabaseCheck {
+  label: string;
+  path: string;
+  integrityCheck: string;
+  expected: Record<string, number>;
+  actual: Record<string, number>;
+  ok: boolean;
+}
+
+export interface RestoreResult {
+  target: string;
+  files: number;
+  bytes: number;
+  failed: Array<{ path: string; reason: string }>;
+  databases: DatabaseCheck[];
+}
+
+interface PlannedItem {
+  display: string;
+  segments: string[];
+  entry: TreeEntry;
+  sqliteSource?: { label: string; tables: Record<string, number> };
+}
+
+/** Split a stored path into safe segments, or say why it is unsafe. */
+export function safeSegments(p: string): string[] | string {
+  if (typeof p !== 'string' || p.length === 0) return 'empty path';
+  if (p.includes('\0')) return 'contains a NUL byte';
+  if (p.includes('\\')) return 'contains a backslash';
+  if (p.startsWith('/') || /^[A-Za-z]:/.test(p)) return 'is an absolute path';
+  const segs = p.split('/');
+  for (const s of segs) {
+    if (s === '' || s === '.' || s === '..') return `has a "${s || '(empty)'}" component`;
+    if (/[<>:"|?*]/.test(s) && process.platform === 'win32') return 'has characters Windows does not allow';
+  }
+  return segs;
+}
+
+export function normalizeInclude(p: string): string {
+  return p.replace(/\\/g, '/').replace(/^\.\/+/, '').replace(/\/+$/, '');
+}
+
+export function planRestore(snapshot: Snapshot, include: string[] = []): PlannedItem[] {
+  const items: PlannedItem[] = [];
+  const problems: string[] = [];
+  const labels = new Set<string>();
+  for (const src of snapshot.sources) {
+    const label = safeSegments(src.label);
+    if (typeof label === 'string' || label.length !== 1) {
+      problems.push(`source label "${src.label}" ${typeof label === 'string' ? label : 'has several components'}`);
+      continue;
+    }
+    if (labels.has(src.label)) problems.push(`two sources are both named "${src.label}"`);
+    labels.add(src.label);
+    for (const e of src.entries) {
+      if (e.type !== 'file' && e.type !== 'dir') {
+        problems.push(`"${e.path}" has type "${String(e.type)}"; only files and folders are restored`);
+        continue;
+      }
+      if (src.kind === 'sqlite') {
+        if (e.path !== src.label || e.type !== 'file') problems.push(`database entry "${e.path}" does not match its source`);
+        else items.push({ display: src.label, segments: [src.label], entry: e, sqliteSource: { label: src.label, tables: src.tables } });
+        continue;
+      }
+      const segs = safeSegments(e.path);
+      if (typeof segs === 'string') problems.push(`"${e.path}" ${segs}`);
+      else items.push({ display: `${src.label}/${e.path}`, segments: [src.label, ...segs], entry: e });
+    }
+  }
+  if (problems.length > 0) {
+    throw new RefusedError(
+      `This snapshot contains paths that would be written outside the restore folder or are otherwise unsafe, so nothing was restored: ${problems.slice(0, 5).join('; ')}` +
+        (problems.length > 5 ? `; and ${problems.length - 5} more` : '') + '. The vault may have been tampered with.',
+    );
+  }
+  if (include.length === 0) return items;
+  const wanted = include.map(normalizeInclude);
+  const out = items.filter((it) => wanted.some((w) => it.display === w || it.display.startsWith(w + '/') || w.startsWith(it.display + '/') && it.entry.type === 'dir'));
+  for (const w of wanted) {
+    if (!items.some((it) => it.display === w || it.display.startsWith(w + '/'))) {
+      throw new UsageError(`Nothing in this snapshot matches "${w}". Paths start with the source name, e.g. "${items[0]?.display ?? 'media/...'}".`);
+    }
+  }
+  return out;
+}
+
+/** mkdir -p below root without following any symlink that is (or appears) inside the target. */
+async function ensureDir(root: string, segments: string[]): Promise<string> {
+  let cur = root;
+  for (const s of segments) {
+    cur = path.join(cur, s);
+    let st;
+    try {
+      st = await fsp.lstat(cur);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      await fsp.mkdir(cur).catch((e: NodeJS.ErrnoException) => {
+        if (e.code !== 'EEXIST') throw e;
+      });
+      st = await fsp.lstat(cur);
+    }
+    if (st.isSymbolicLink()) throw new RefusedError(`${cur} is a symbolic link; restore does not write through links. Choose an empty target folder.`);
+    if (!st.isDirectory()) throw new RefusedError(`${cur} exists and is not a folder, so nothing can be restored below it.`);
+  }
+  return cur;
+}
+
+export async function restore(vault: Vault, snapshot: Snapshot, opts: RestoreOptions): Promise<RestoreResult> {
+  const plan = planRestore(snapshot, opts.include);
+  await fsp.mkdir(opts.target, { recursive: true });
+  const target = await fsp.realpath(opts.target);
+  const files = plan.filter((p) => p.entry.type === 'file');
+
+  if (!opts.overwrite) {
+    const existing: string[] = [];
+    for (const it of files) {
+      const p = path.join(target, ...it.segments);
+      if (await fsp.lstat(p).then(() => true, () => false)) existing.push(p);
+    }
+    if (existing.length > 0) {
+      throw new RefusedError(
+        `Restore would overwrite ${existing.length} existing file(s), for example ${existing.slice(0, 3).join(', ')}. Nothing was changed. ` +
+          'Restore into an empty folder, or ask explicitly to overwrite.',
+      );
+    }
+  }
+
+  const index = opts.index ?? (await vault.loadIndex());
+  const reader = new BlobReader(vault, index);
+  const progress: RestoreProgress = { filesDone: 0, filesTotal: files.length, bytesDone: 0, bytesTotal: files.reduce((a, f) => a + f.entry.size, 0) };
+  const result: RestoreResult = { target, files: 0, bytes: 0, failed: [], databases: [] };
+  let lastEmit = 0;
+  const emit = (force = false): void => {
+    const t = performance.now();
+    if (force || t - lastEmit > 100) {
+      lastEmit = t;
+      opts.onProgress?.({ ...progress });
+    }
+  };
+  try {
+    for (const it of plan) {
+      opts.signal?.throwIfAborted();
+      if (it.entry.type === 'dir') {
+        await ensureDir(target, it.segments);
+        continue;
+      }
+      const dir = await ensureDir(target, it.segments.slice(0, -1));
+      const finalPath = path.join(dir, it.segments[it.segments.length - 1]!);
+      const tmp = path.join(dir, `.clinicvault-partial-${randomBytes(6).toString('hex')}`);
+      try {
+        const fh = await fsp.open(tmp, 'wx', 0o600);
+        try {
+          for (const id of decodeContent(it.entry.content)) {
+            const data = await reader.read(id);
+            await fh.write(data);
+            progress.bytesDone += data.length;
+            emit();
+          }
+          await fh.sync();
+        } finally {
+          await fh.close();
+        }
+        await fsp.chmod(tmp, it.entry.mode & 0o777 || 0o600);
+        const when = new Date(it.entry.mtimeMs);
+        await fsp.utimes(tmp, when, when);
+        if (!opts.overwrite && (await fsp.lstat(finalPath).then(() => true, () => false))) {
+          throw new RefusedError(`${finalPath} appeared during the restore; it was left as it is.`);
+        }
+        await fsp.rename(tmp, finalPath);
+        result.files++;
+        result.bytes += it.entry.size;
+      } catch (err) {
+        await fsp.rm(tmp, { force: true }).catch(() => undefined);
+        if (isNoSpace(err)) throw new DriveFullError(`The restore target ${target} is full. Free up space or restore to another disk; ${result.files} file(s) were restored so far.`, { cause: err });
+        if (err instanceof RefusedError) throw err;
+        result.failed.push({ path: it.display, reason: (err as Error).message });
+      }
+      progress.filesDone++;
+      emit();
+      if (it.sqliteSource && !result.failed.some((f) => f.path === it.display)) {
+        result.databases.push(checkDatabase(finalPath, it.sqliteSource.label, it.sqliteSource.tables));
+      }
+    }
+    // Folder times last, deepest first, since writing files into them changes them.
+    const dirs = plan.filter((p) => p.entry.type === 'dir').sort((a, b) => b.segments.length - a.segments.length);
+    for (const d of dirs) {
+      const when = new Date(d.entry.mtimeMs);
+      await fsp.utimes(path.join(target, ...d.segments), when, when).catch(() => undefined);
+    }
+  } finally {
+    await reader.close();
+    emit(true);
+  }
+  return result;
+}
+
+export function checkDatabase(file: string, label: string, expected: Record<string, number>): DatabaseCheck {
+  const db = new Database(file, { readonly: true, fileMustExist: true });
+  try {
+    const actual = tableCounts(db);
+    const check = integrityCheck(db);
+    const keys = new Set([...Object.keys(expected), ...Object.keys(actual)]);
+    const countsOk = [...keys].every((k) => expected[k] === actual[k]);
+    return { label, path: file, integrityCheck: check, expected, actual, ok: check === 'ok' && countsOk };
+  } finally {
+    db.close();
+  }
+}

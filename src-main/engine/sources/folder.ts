@@ -1,0 +1,79 @@
+// Folder source: walk the clinic's media root, honouring exclude patterns, and report what could not be read
+// instead of failing the backup.
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import picomatch from 'picomatch';
+
+export const DEFAULT_EXCLUDES = ['Thumbs.db', '.DS_Store', 'desktop.ini', '*.tmp', '~$*', '.~lock.*#'];
+
+export interface WalkedFile {
+  rel: string;
+  abs: string;
+  type: 'file' | 'dir';
+  size: number;
+  mode: number;
+  mtimeMs: number;
+  ino: number;
+}
+
+export interface WalkResult {
+  files: WalkedFile[];
+  skipped: Array<{ path: string; reason: string }>;
+}
+
+export function describeFsError(err: unknown): string {
+  const e = err as NodeJS.ErrnoException;
+  switch (e.code) {
+    case 'EACCES':
+    case 'EPERM':
+      return 'permission denied';
+    case 'EBUSY':
+      return 'file is locked by another program';
+    case 'ENOENT':
+      return 'file disappeared during the backup';
+    case 'EIO':
+      return 'read error on the disk';
+    default:
+      return e.message ?? String(err);
+  }
+}
+
+export async function walkFolder(root: string, excludes: string[]): Promise<WalkResult> {
+  const isExcluded = picomatch(excludes, { basename: true, dot: true, nocase: process.platform !== 'linux' });
+  const files: WalkedFile[] = [];
+  const skipped: WalkResult['skipped'] = [];
+  async function visit(relDir: string): Promise<void> {
+    const absDir = relDir ? path.join(root, ...relDir.split('/')) : root;
+    let names: string[];
+    try {
+      names = (await fsp.readdir(absDir)).sort();
+    } catch (err) {
+      skipped.push({ path: relDir || '.', reason: describeFsError(err) });
+      return;
+    }
+    for (const name of names) {
+      const rel = relDir ? `${relDir}/${name}` : name;
+      if (isExcluded(rel)) continue;
+      const abs = path.join(absDir, name);
+      let st;
+      try {
+        st = await fsp.lstat(abs);
+      } catch (err) {
+        skipped.push({ path: rel, reason: describeFsError(err) });
+        continue;
+      }
+      if (st.isSymbolicLink()) {
+        skipped.push({ path: rel, reason: 'symbolic link (not followed)' });
+      } else if (st.isDirectory()) {
+        files.push({ rel, abs, type: 'dir', size: 0, mode: st.mode & 0o7777, mtimeMs: st.mtimeMs, ino: st.ino });
+        await visit(rel);
+      } else if (st.isFile()) {
+        files.push({ rel, abs, type: 'file', size: st.size, mode: st.mode & 0o7777, mtimeMs: st.mtimeMs, ino: st.ino });
+      } else {
+        skipped.push({ path: rel, reason: 'not a regular file' });
+      }
+    }
+  }
+  await visit('');
+  return { files, skipped };
+}

@@ -1,0 +1,90 @@
+// SQLite source: a consistent copy made with SQLite's online backup API (other processes may keep writing),
+// then checked (integrity_check, per-table row counts) so the snapshot records what a restore must reproduce.
+import Database from 'better-sqlite3';
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { ClinicVaultError, UsageError } from '../errors.js';
+
+export interface SqliteCopy {
+  copyPath: string;
+  pageSize: number;
+  size: number;
+  tables: Record<string, number>;
+  integrityCheck: string;
+  cleanup(): Promise<void>;
+}
+
+export function quoteIdent(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
+/** Page size from the 100-byte header (offset 16, big-endian; 1 means 65536). */
+export function readPageSize(header: Buffer): number {
+  if (header.length < 100 || header.subarray(0, 16).toString('latin1') !== 'SQLite format 3\u0000') throw new Error('not a SQLite database');
+  const v = header.readUInt16BE(16);
+  return v === 1 ? 65536 : v;
+}
+
+export function tableCounts(db: Database.Database): Record<string, number> {
+  const names = db
+    .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+    .pluck()
+    .all() as string[];
+  const out: Record<string, number> = {};
+  for (const n of names) out[n] = db.prepare(`SELECT count(*) FROM ${quoteIdent(n)}`).pluck().get() as number;
+  return out;
+}
+
+export function integrityCheck(db: Database.Database): string {
+  const rows = db.prepare('PRAGMA integrity_check').pluck().all() as string[];
+  return rows.join('\n');
+}
+
+export async function copySqlite(source: string, tmpDir: string): Promise<SqliteCopy> {
+  const st = await fsp.stat(source).catch(() => undefined);
+  if (!st) throw new UsageError(`The database file ${source} does not exist. Check the path in the backup settings.`);
+  if (!st.isFile()) throw new UsageError(`${source} is not a file, so it cannot be a SQLite database.`);
+  const fh = await fsp.open(source, 'r');
+  const header = Buffer.alloc(100);
+  await fh.read(header, 0, 100, 0).finally(() => fh.close());
+  try {
+    readPageSize(header);
+  } catch {
+    throw new UsageError(`${source} is not a SQLite database (its first bytes are not a SQLite header).`);
+  }
+  await fsp.mkdir(tmpDir, { recursive: true, mode: 0o700 });
+  const copyPath = path.join(tmpDir, `sqlite-copy-${randomBytes(6).toString('hex')}.sqlite`);
+  const cleanup = async (): Promise<void> => {
+    for (const suffix of ['', '-wal', '-shm', '-journal']) await fsp.rm(copyPath + suffix, { force: true });
+  };
+  try {
+    const src = new Database(source, { readonly: true, fileMustExist: true, timeout: 30_000 });
+    try {
+      // One step copies every page under one read transaction: the copy is a committed state of the database.
+      await src.backup(copyPath, { progress: () => 0x7fffffff });
+    } finally {
+      src.close();
+    }
+    await fsp.chmod(copyPath, 0o600);
+    const copy = new Database(copyPath, { fileMustExist: true });
+    let tables: Record<string, number>;
+    let check: string;
+    try {
+      // The copy is a private file: keep it in rollback mode so nothing lingers in a -wal beside it.
+      copy.pragma('journal_mode = DELETE');
+      check = integrityCheck(copy);
+      tables = tableCounts(copy);
+    } finally {
+      copy.close();
+    }
+    const h = Buffer.alloc(100);
+    const ch = await fsp.open(copyPath, 'r');
+    await ch.read(h, 0, 100, 0).finally(() => ch.close());
+    return { copyPath, pageSize: readPageSize(h), size: (await fsp.stat(copyPath)).size, tables, integrityCheck: check, cleanup };
+  } catch (err) {
+    await cleanup();
+    if (err instanceof ClinicVaultError) throw err;
+    throw new ClinicVaultError(`Could not make a consistent copy of the database ${source}: ${(err as Error).message}`, undefined, { cause: err });
+  }
+}

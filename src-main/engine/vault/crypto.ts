@@ -1,0 +1,71 @@
+// Cryptographic primitives of the vault, all from node:crypto: AES-256-GCM sealing, HMAC-SHA256 chunk ids,
+// scrypt and HKDF key derivation. Nothing here knows about files.
+import { createCipheriv, createDecipheriv, createHash, createHmac, hkdfSync, randomBytes, scrypt } from 'node:crypto';
+
+export const NONCE_BYTES = 12;
+export const TAG_BYTES = 16;
+export const SEAL_OVERHEAD = NONCE_BYTES + TAG_BYTES;
+
+export class AuthError extends Error {
+  constructor(what: string) {
+    super(`authentication failed: ${what}`);
+    this.name = 'AuthError';
+  }
+}
+
+/** nonce(12) || ciphertext || tag(16). aad binds the ciphertext to its role (e.g. "chunk", "snapshot"). */
+export function seal(key: Buffer, plaintext: Uint8Array, aad: string): Buffer {
+  const nonce = randomBytes(NONCE_BYTES);
+  const cipher = createCipheriv('aes-256-gcm', key, nonce);
+  cipher.setAAD(Buffer.from(aad, 'utf8'));
+  const body = cipher.update(plaintext);
+  const final = cipher.final();
+  return Buffer.concat([nonce, body, final, cipher.getAuthTag()]);
+}
+
+export function open(key: Buffer, sealed: Uint8Array, aad: string, what = aad): Buffer {
+  if (sealed.length < SEAL_OVERHEAD) throw new AuthError(what);
+  const buf = Buffer.from(sealed.buffer, sealed.byteOffset, sealed.length);
+  const nonce = buf.subarray(0, NONCE_BYTES);
+  const tag = buf.subarray(buf.length - TAG_BYTES);
+  const decipher = createDecipheriv('aes-256-gcm', key, nonce);
+  decipher.setAAD(Buffer.from(aad, 'utf8'));
+  decipher.setAuthTag(tag);
+  try {
+    const body = decipher.update(buf.subarray(NONCE_BYTES, buf.length - TAG_BYTES));
+    return Buffer.concat([body, decipher.final()]);
+  } catch {
+    throw new AuthError(what);
+  }
+}
+
+export function hmac(key: Buffer, data: Uint8Array): Buffer {
+  return createHmac('sha256', key).update(data).digest();
+}
+
+export function sha256(data: Uint8Array): Buffer {
+  return createHash('sha256').update(data).digest();
+}
+
+export function sha256Hex(data: Uint8Array | string): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+export interface ScryptParams {
+  N: number;
+  r: number;
+  p: number;
+}
+
+export function scryptKey(secret: string, salt: Buffer, params: ScryptParams): Promise<Buffer> {
+  const maxmem = 128 * params.N * params.r * params.p + 64 * 1024 * 1024;
+  return new Promise((resolve, reject) => {
+    scrypt(secret.normalize('NFC'), salt, 32, { ...params, maxmem }, (err, key) => (err ? reject(err) : resolve(key)));
+  });
+}
+
+export function hkdfKey(secret: Buffer, salt: Buffer, info: string): Buffer {
+  return Buffer.from(hkdfSync('sha256', secret, salt, Buffer.from(info, 'utf8'), 32));
+}
+
+export { randomBytes };

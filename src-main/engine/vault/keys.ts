@@ -1,0 +1,133 @@
+// Key slots: the random master keys (an AES-256-GCM key and a separate HMAC key for chunk ids) wrapped once per
+// way of opening the vault. A passphrase slot derives its wrapping key with scrypt; a recovery slot with HKDF
+// (the recovery key already has 160 random bits). Changing the passphrase rewrites one small slot file only.
+import { randomBytes, randomUUID } from 'node:crypto';
+import { AuthError, hkdfKey, open, scryptKey, seal, type ScryptParams } from './crypto.js';
+import type { Storage } from './storage.js';
+import { WrongKeyError, DamageError, UsageError } from '../errors.js';
+import { decodeRecoveryKey, generateRecoveryKey } from './recovery-key.js';
+
+export interface MasterKeys {
+  encryption: Buffer;
+  id: Buffer;
+}
+
+export type SlotKind = 'passphrase' | 'recovery';
+
+export interface KeySlot {
+  version: 1;
+  kind: SlotKind;
+  created: string;
+  kdf: { name: 'scrypt'; N: number; r: number; p: number; salt: string } | { name: 'hkdf-sha256'; salt: string };
+  data: string;
+}
+
+/** Strong default: ~0.3-0.6 s and 128 MiB per attempt on a 2020 laptop. */
+export const STRONG_SCRYPT: ScryptParams = { N: 1 << 17, r: 8, p: 1 };
+/** For tests only (CLINICVAULT_KDF=test): fast and weak. Stored in the slot, so such a vault stays weak. */
+export const TEST_SCRYPT: ScryptParams = { N: 1 << 10, r: 8, p: 1 };
+const SLOT_AAD = 'clinicvault:keyslot:v1';
+const RECOVERY_INFO = 'clinicvault recovery key v1';
+export const MIN_PASSPHRASE = 10;
+
+export function defaultScrypt(): ScryptParams {
+  return process.env.CLINICVAULT_KDF === 'test' ? TEST_SCRYPT : STRONG_SCRYPT;
+}
+
+export function generateMasterKeys(): MasterKeys {
+  return { encryption: randomBytes(32), id: randomBytes(32) };
+}
+
+function encodeMaster(keys: MasterKeys): Buffer {
+  return Buffer.from(JSON.stringify({ encryption: keys.encryption.toString('base64'), id: keys.id.toString('base64') }));
+}
+
+function decodeMaster(buf: Buffer): MasterKeys {
+  const j = JSON.parse(buf.toString('utf8')) as { encryption: string; id: string };
+  return { encryption: Buffer.from(j.encryption, 'base64'), id: Buffer.from(j.id, 'base64') };
+}
+
+export function checkNewPassphrase(passphrase: string): void {
+  if ([...passphrase].length < MIN_PASSPHRASE) {
+    throw new UsageError(`The passphrase must be at least ${MIN_PASSPHRASE} characters long. A short sentence is easy to remember and hard to guess.`);
+  }
+}
+
+export async function makePassphraseSlot(keys: MasterKeys, passphrase: string, params = defaultScrypt()): Promise<KeySlot> {
+  const salt = randomBytes(32);
+  const kek = await scryptKey(passphrase, salt, params);
+  return {
+    version: 1,
+    kind: 'passphrase',
+    created: new Date().toISOString(),
+    kdf: { name: 'scrypt', ...params, salt: salt.toString('base64') },
+    data: seal(kek, encodeMaster(keys), SLOT_AAD).toString('base64'),
+  };
+}
+
+export function makeRecoverySlot(keys: MasterKeys, recoveryBytes: Buffer): KeySlot {
+  const salt = randomBytes(32);
+  const kek = hkdfKey(recoveryBytes, salt, RECOVERY_INFO);
+  return {
+    version: 1,
+    kind: 'recovery',
+    created: new Date().toISOString(),
+    kdf: { name: 'hkdf-sha256', salt: salt.toString('base64') },
+    data: seal(kek, encodeMaster(keys), SLOT_AAD).toString('base64'),
+  };
+}
+
+export type Secret = { passphrase: string } | { recoveryKey: string };
+
+async function slotKek(slot: KeySlot, secret: Secret): Promise<Buffer | undefined> {
+  const salt = Buffer.from(slot.kdf.salt, 'base64');
+  if ('passphrase' in secret) {
+    if (slot.kind !== 'passphrase' || slot.kdf.name !== 'scrypt') return undefined;
+    return scryptKey(secret.passphrase, salt, { N: slot.kdf.N, r: slot.kdf.r, p: slot.kdf.p });
+  }
+  if (slot.kind !== 'recovery' || slot.kdf.name !== 'hkdf-sha256') return undefined;
+  return hkdfKey(decodeRecoveryKey(secret.recoveryKey), salt, RECOVERY_INFO);
+}
+
+export async function writeSlot(storage: Storage, slot: KeySlot): Promise<string> {
+  const name = `${slot.kind}-${randomUUID()}.json`;
+  await storage.write('keys', name, Buffer.from(JSON.stringify(slot, null, 2)));
+  return name;
+}
+
+export async function readSlots(storage: Storage): Promise<Array<{ name: string; slot: KeySlot }>> {
+  const out: Array<{ name: string; slot: KeySlot }> = [];
+  for (const name of await storage.list('keys')) {
+    if (!name.endsWith('.json')) continue;
+    try {
+      out.push({ name, slot: JSON.parse((await storage.read('keys', name)).toString('utf8')) as KeySlot });
+    } catch {
+      // A damaged slot file is skipped; another slot may still open the vault.
+    }
+  }
+  return out;
+}
+
+/** Try every slot of the secret's kind. Returns the keys and the slot that opened them. */
+export async function unlock(storage: Storage, secret: Secret): Promise<{ keys: MasterKeys; slotName: string }> {
+  const slots = await readSlots(storage);
+  const kind: SlotKind = 'passphrase' in secret ? 'passphrase' : 'recovery';
+  const candidates = slots.filter((s) => s.slot.kind === kind);
+  if (slots.length === 0) throw new DamageError('The vault has no key files (keys/ is empty or unreadable), so it cannot be opened.');
+  for (const { name, slot } of candidates) {
+    const kek = await slotKek(slot, secret);
+    if (!kek) continue;
+    try {
+      return { keys: decodeMaster(open(kek, Buffer.from(slot.data, 'base64'), SLOT_AAD, 'key slot')), slotName: name };
+    } catch (err) {
+      if (!(err instanceof AuthError)) throw err;
+    }
+  }
+  throw new WrongKeyError(
+    kind === 'passphrase'
+      ? 'Wrong passphrase: it does not open this vault. Check for typos and Caps Lock, or open it with the recovery key instead.'
+      : 'Wrong recovery key: it does not open this vault. Make sure it is the key printed for this vault (each vault has its own).',
+  );
+}
+
+export { generateRecoveryKey };

@@ -1,0 +1,112 @@
+// Snapshots: the record of one backup, written last. Sealed JSON (deflated), named by the SHA-256 of its bytes.
+import { deflateRawSync, inflateRawSync } from 'node:zlib';
+import { open, seal, sha256 } from './crypto.js';
+import type { MasterKeys } from './keys.js';
+import type { Storage } from './storage.js';
+
+export const SNAPSHOT_AAD = 'clinicvault:snapshot:v1';
+export const ID_BYTES = 32;
+
+export interface TreeEntry {
+  /** POSIX-style path relative to the source root ('' never appears). */
+  path: string;
+  type: 'file' | 'dir';
+  size: number;
+  mode: number;
+  mtimeMs: number;
+  /** inode (or file index) when the platform has one; used only to detect unchanged files. */
+  ino?: number;
+  /** Concatenated 32-byte chunk ids, base64. Absent for directories; empty string for empty files. */
+  content?: string;
+}
+
+export interface SqliteSource {
+  kind: 'sqlite';
+  label: string;
+  originalPath: string;
+  pageSize: number;
+  size: number;
+  tables: Record<string, number>;
+  integrityCheck: string;
+  entries: TreeEntry[];
+}
+
+export interface FolderSource {
+  kind: 'folder';
+  label: string;
+  originalPath: string;
+  fileCount: number;
+  bytes: number;
+  excludes: string[];
+  skipped: Array<{ path: string; reason: string }>;
+  entries: TreeEntry[];
+}
+
+export type SnapshotSource = SqliteSource | FolderSource;
+
+export interface AuditRecord {
+  seq: number;
+  time: string;
+  actor: string;
+  action: string;
+  vaultId: string | null;
+  details: Record<string, unknown>;
+  prevHash: string;
+  hash: string;
+}
+
+export interface SnapshotTotals {
+  bytesRead: number;
+  bytesAdded: number;
+  chunksAdded: number;
+  filesNew: number;
+  filesChanged: number;
+  filesUnchanged: number;
+  durationMs: number;
+}
+
+export interface Snapshot {
+  version: 1;
+  time: string;
+  host: string;
+  appVersion: string;
+  tags: string[];
+  parent: string | null;
+  sources: SnapshotSource[];
+  totals: SnapshotTotals;
+  audit: AuditRecord[];
+}
+
+export function encodeContent(ids: Buffer[]): string {
+  return Buffer.concat(ids).toString('base64');
+}
+
+export function decodeContent(content: string | undefined): Buffer[] {
+  if (!content) return [];
+  const buf = Buffer.from(content, 'base64');
+  if (buf.length % ID_BYTES !== 0) throw new Error('malformed chunk list');
+  const ids: Buffer[] = [];
+  for (let o = 0; o < buf.length; o += ID_BYTES) ids.push(buf.subarray(o, o + ID_BYTES));
+  return ids;
+}
+
+export async function writeSnapshot(storage: Storage, keys: MasterKeys, snap: Snapshot): Promise<string> {
+  const sealed = seal(keys.encryption, deflateRawSync(Buffer.from(JSON.stringify(snap))), SNAPSHOT_AAD);
+  const id = sha256(sealed).toString('hex');
+  await storage.write('snapshots', id, sealed);
+  return id;
+}
+
+export async function readSnapshot(storage: Storage, keys: MasterKeys, id: string): Promise<Snapshot> {
+  const sealed = await storage.read('snapshots', id);
+  if (sha256(sealed).toString('hex') !== id) throw new Error(`snapshot ${id.slice(0, 8)} is damaged: its content does not match its name`);
+  let plain: Buffer;
+  try {
+    plain = inflateRawSync(open(keys.encryption, sealed, SNAPSHOT_AAD));
+  } catch {
+    throw new Error(`snapshot ${id.slice(0, 8)} is damaged: it cannot be decrypted`);
+  }
+  const snap = JSON.parse(plain.toString('utf8')) as Snapshot;
+  if (snap.version !== 1) throw new Error(`snapshot ${id.slice(0, 8)} has unknown version ${String(snap.version)}`);
+  return snap;
+}

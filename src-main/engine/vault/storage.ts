@@ -1,0 +1,183 @@
+// Storage: the vault's files on a local folder (external drive, NAS mount, local disk). Every write goes to a
+// temporary name, is fsynced, renamed into place and its folder fsynced, so a file appears whole or not at all.
+import { constants as fsc } from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
+
+export type FileKind = 'config' | 'keys' | 'data' | 'index' | 'snapshots' | 'locks';
+export const KINDS: readonly FileKind[] = ['keys', 'data', 'index', 'snapshots', 'locks'];
+export const TMP_PREFIX = '.tmp-';
+
+/** What the vault layers need from a place that stores files; implemented by LocalStorage and test doubles. */
+export interface Storage {
+  readonly location: string;
+  write(kind: FileKind, name: string, data: Uint8Array): Promise<void>;
+  read(kind: FileKind, name: string): Promise<Buffer>;
+  readAt(kind: FileKind, name: string, offset: number, length: number): Promise<Buffer>;
+  size(kind: FileKind, name: string): Promise<number>;
+  list(kind: FileKind): Promise<string[]>;
+  remove(kind: FileKind, name: string): Promise<void>;
+  exists(kind: FileKind, name: string): Promise<boolean>;
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  let fh: fsp.FileHandle | undefined;
+  try {
+    fh = await fsp.open(dir, fsc.O_RDONLY);
+    await fh.sync();
+  } catch (err) {
+    // Windows cannot open a directory for fsync; NTFS journals the rename itself.
+    if (process.platform !== 'win32') throw err;
+  } finally {
+    await fh?.close();
+  }
+}
+
+/** Write data to file via temp + fsync + rename + dir fsync. */
+export async function writeFileAtomic(file: string, data: Uint8Array, opts: { exclusive?: boolean } = {}): Promise<void> {
+  const dir = path.dirname(file);
+  const tmp = path.join(dir, `${TMP_PREFIX}${randomBytes(8).toString('hex')}`);
+  const fh = await fsp.open(tmp, 'wx', 0o600);
+  try {
+    try {
+      let off = 0;
+      while (off < data.length) {
+        const { bytesWritten } = await fh.write(data, off, data.length - off);
+        off += bytesWritten;
+      }
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    if (opts.exclusive) {
+      // link() fails if the target exists: no silent replacement of a file that must never change.
+      await linkOrRename(tmp, file);
+    } else {
+      await fsp.rename(tmp, file);
+    }
+    await fsyncDir(dir);
+  } catch (err) {
+    await fsp.rm(tmp, { force: true }).catch(() => undefined);
+    throw err;
+  }
+}
+
+async function linkOrRename(tmp: string, file: string): Promise<void> {
+  try {
+    await fsp.link(tmp, file);
+    await fsp.unlink(tmp);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') throw err;
+    // FAT/exFAT drives have no hard links: fall back to check-then-rename (we hold the vault lock).
+    const exists = await fsp.access(file).then(() => true, () => false);
+    if (exists) throw Object.assign(new Error(`${file} exists`), { code: 'EEXIST' });
+    await fsp.rename(tmp, file);
+  }
+}
+
+export class LocalStorage implements Storage {
+  constructor(readonly location: string) {}
+
+  filePath(kind: FileKind, name: string): string {
+    if (kind === 'config') return path.join(this.location, 'config.json');
+    if (kind === 'data') return path.join(this.location, 'data', name.slice(0, 2), name);
+    return path.join(this.location, kind, name);
+  }
+
+  async write(kind: FileKind, name: string, data: Uint8Array): Promise<void> {
+    const file = this.filePath(kind, name);
+    if (kind === 'data') await fsp.mkdir(path.dirname(file), { recursive: true });
+    // Content-addressed files are never replaced: same name means same bytes.
+    await writeFileAtomic(file, data, { exclusive: kind !== 'config' && kind !== 'locks' }).catch((err) => {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') return;
+      throw err;
+    });
+  }
+
+  read(kind: FileKind, name: string): Promise<Buffer> {
+    return fsp.readFile(this.filePath(kind, name));
+  }
+
+  async readAt(kind: FileKind, name: string, offset: number, length: number): Promise<Buffer> {
+    const fh = await fsp.open(this.filePath(kind, name), 'r');
+    try {
+      const buf = Buffer.allocUnsafe(length);
+      let got = 0;
+      while (got < length) {
+        const { bytesRead } = await fh.read(buf, got, length - got, offset + got);
+        if (bytesRead === 0) break;
+        got += bytesRead;
+      }
+      return got === length ? buf : buf.subarray(0, got);
+    } finally {
+      await fh.close();
+    }
+  }
+
+  async size(kind: FileKind, name: string): Promise<number> {
+    return (await fsp.stat(this.filePath(kind, name))).size;
+  }
+
+  async list(kind: FileKind): Promise<string[]> {
+    const dir = path.join(this.location, kind);
+    if (kind === 'data') {
+      const out: string[] = [];
+      for (const sub of await readdirOrEmpty(dir)) {
+        if (!/^[0-9a-f]{2}$/.test(sub)) continue;
+        for (const f of await readdirOrEmpty(path.join(dir, sub))) if (!f.startsWith(TMP_PREFIX)) out.push(f);
+      }
+      return out.sort();
+    }
+    return (await readdirOrEmpty(dir)).filter((f) => !f.startsWith(TMP_PREFIX)).sort();
+  }
+
+  async remove(kind: FileKind, name: string): Promise<void> {
+    await fsp.rm(this.filePath(kind, name), { force: true });
+  }
+
+  async exists(kind: FileKind, name: string): Promise<boolean> {
+    try {
+      await fsp.access(this.filePath(kind, name));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Remove temp files left by a process that died mid-write. Call only while holding the exclusive lock. */
+  async removeLeftoverTemps(): Promise<number> {
+    let removed = 0;
+    const dirs = [this.location, ...KINDS.map((k) => path.join(this.location, k))];
+    for (const sub of await readdirOrEmpty(path.join(this.location, 'data'))) dirs.push(path.join(this.location, 'data', sub));
+    for (const dir of dirs) {
+      for (const f of await readdirOrEmpty(dir)) {
+        if (f.startsWith(TMP_PREFIX)) {
+          await fsp.rm(path.join(dir, f), { force: true });
+          removed++;
+        }
+      }
+    }
+    return removed;
+  }
+
+  /** Free bytes on the filesystem holding the vault, or undefined when the platform cannot tell. */
+  async freeBytes(): Promise<number | undefined> {
+    try {
+      const s = await fsp.statfs(this.location);
+      return s.bavail * s.bsize;
+    } catch {
+      return undefined;
+    }
+  }
+}
+
+async function readdirOrEmpty(dir: string): Promise<string[]> {
+  try {
+    return await fsp.readdir(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+}

@@ -1,0 +1,152 @@
+// A vault: a folder holding a plaintext config.json and encrypted keys, packs, index files and snapshots.
+// This module creates and opens vaults and gives the layers above what they need (keys, storage, index, snapshots).
+import { randomUUID } from 'node:crypto';
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import { UsageError, VaultNotFoundError, ClinicVaultError, DamageError } from '../errors.js';
+import { generateRecoveryKey, makePassphraseSlot, makeRecoverySlot, generateMasterKeys, unlock, writeSlot, defaultScrypt, checkNewPassphrase, type MasterKeys, type Secret } from './keys.js';
+import { LocalStorage } from './storage.js';
+import { MasterIndex } from './index-file.js';
+import { readSnapshot, type Snapshot } from './snapshot.js';
+
+export const FORMAT_NAME = 'clinicvault-vault';
+export const FORMAT_VERSION = 1;
+
+export interface VaultConfig {
+  format: typeof FORMAT_NAME;
+  version: number;
+  id: string;
+  created: string;
+  kdf: { name: 'scrypt'; N: number; r: number; p: number };
+  chunking: {
+    files: { algorithm: 'fastcdc-2020'; min: number; avg: number; max: number };
+    sqlite: { algorithm: 'pages'; minBytes: number };
+  };
+  packSize: number;
+}
+
+export function defaultConfig(): VaultConfig {
+  return {
+    format: FORMAT_NAME,
+    version: FORMAT_VERSION,
+    id: randomUUID(),
+    created: new Date().toISOString(),
+    kdf: { name: 'scrypt', ...defaultScrypt() },
+    chunking: {
+      files: { algorithm: 'fastcdc-2020', min: 512 * 1024, avg: 1024 * 1024, max: 8 * 1024 * 1024 },
+      sqlite: { algorithm: 'pages', minBytes: 4096 },
+    },
+    packSize: 16 * 1024 * 1024,
+  };
+}
+
+export interface SnapshotListing {
+  id: string;
+  snapshot: Snapshot;
+}
+
+export class Vault {
+  private constructor(
+    readonly location: string,
+    readonly storage: LocalStorage,
+    readonly config: VaultConfig,
+    readonly keys: MasterKeys,
+  ) {}
+
+  get id(): string {
+    return this.config.id;
+  }
+
+  static async init(location: string, passphrase: string): Promise<{ vault: Vault; recoveryKey: string }> {
+    checkNewPassphrase(passphrase);
+    const loc = path.resolve(location);
+    await fsp.mkdir(loc, { recursive: true });
+    const existing = (await fsp.readdir(loc)).filter((f) => !f.startsWith('.'));
+    if (existing.includes('config.json')) throw new UsageError(`There is already a vault at ${loc}. Nothing was changed.`);
+    if (existing.length > 0) {
+      throw new UsageError(`The folder ${loc} is not empty. Choose an empty folder (or a new one) for the vault so nothing in it is mixed up or overwritten.`);
+    }
+    const storage = new LocalStorage(loc);
+    for (const d of ['keys', 'data', 'index', 'snapshots', 'locks']) await fsp.mkdir(path.join(loc, d), { recursive: true });
+    const config = defaultConfig();
+    const keys = generateMasterKeys();
+    const recovery = generateRecoveryKey();
+    await writeSlot(storage, await makePassphraseSlot(keys, passphrase, config.kdf));
+    await writeSlot(storage, makeRecoverySlot(keys, recovery.bytes));
+    // config.json last: a folder without it is not (yet) a vault.
+    await storage.write('config', 'config.json', Buffer.from(JSON.stringify(config, null, 2) + '\n'));
+    return { vault: new Vault(loc, storage, config, keys), recoveryKey: recovery.text };
+  }
+
+  static async readConfig(location: string): Promise<VaultConfig> {
+    const loc = path.resolve(location);
+    let raw: string;
+    try {
+      raw = await fsp.readFile(path.join(loc, 'config.json'), 'utf8');
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      const folderExists = await fsp.stat(loc).then(() => true, () => false);
+      if (!folderExists) {
+        throw new VaultNotFoundError(`The vault folder ${loc} does not exist. If it is on an external drive, plug the drive in and try again.`);
+      }
+      if (code === 'ENOENT') throw new VaultNotFoundError(`${loc} is not a ClinicVault vault (it has no config.json). Check the folder, or create a vault there with "clinicvault init".`);
+      throw new ClinicVaultError(`Cannot read ${path.join(loc, 'config.json')}: ${(err as Error).message}`);
+    }
+    let config: VaultConfig;
+    try {
+      config = JSON.parse(raw) as VaultConfig;
+    } catch {
+      throw new DamageError(`The vault's config.json at ${loc} is damaged (not valid JSON). Restore it from another copy of the vault.`);
+    }
+    if (config.format !== FORMAT_NAME) throw new VaultNotFoundError(`${loc} is not a ClinicVault vault.`);
+    if (config.version > FORMAT_VERSION) {
+      throw new ClinicVaultError(`This vault uses format version ${config.version}, newer than this ClinicVault understands (${FORMAT_VERSION}). Update ClinicVault.`);
+    }
+    return config;
+  }
+
+  static async open(location: string, secret: Secret): Promise<Vault> {
+    const loc = path.resolve(location);
+    const config = await Vault.readConfig(loc);
+    const storage = new LocalStorage(loc);
+    const { keys } = await unlock(storage, secret);
+    return new Vault(loc, storage, config, keys);
+  }
+
+  loadIndex(opts: { recoverOrphans?: boolean } = {}): Promise<MasterIndex> {
+    return MasterIndex.load(this.storage, this.keys, opts);
+  }
+
+  readSnapshot(id: string): Promise<Snapshot> {
+    return readSnapshot(this.storage, this.keys, id);
+  }
+
+  /** All readable snapshots, oldest first; unreadable ones are returned in `damaged`. */
+  async listSnapshots(): Promise<{ snapshots: SnapshotListing[]; damaged: Array<{ id: string; message: string }> }> {
+    const snapshots: SnapshotListing[] = [];
+    const damaged: Array<{ id: string; message: string }> = [];
+    for (const id of await this.storage.list('snapshots')) {
+      try {
+        snapshots.push({ id, snapshot: await this.readSnapshot(id) });
+      } catch (err) {
+        damaged.push({ id, message: (err as Error).message });
+      }
+    }
+    snapshots.sort((a, b) => a.snapshot.time.localeCompare(b.snapshot.time) || a.id.localeCompare(b.id));
+    return { snapshots, damaged };
+  }
+
+  /** Resolve "latest", a full id or a unique prefix (at least 4 characters). */
+  async resolveSnapshot(ref: string | undefined): Promise<SnapshotListing> {
+    const { snapshots } = await this.listSnapshots();
+    if (snapshots.length === 0) throw new UsageError('This vault has no backups yet.');
+    if (!ref || ref === 'latest') return snapshots[snapshots.length - 1]!;
+    if (!/^[0-9a-f]{4,64}$/.test(ref)) throw new UsageError(`"${ref}" is not a snapshot id. Use "latest" or an id shown by "clinicvault snapshots".`);
+    const hits = snapshots.filter((s) => s.id.startsWith(ref));
+    if (hits.length === 1) return hits[0]!;
+    if (hits.length > 1) throw new UsageError(`"${ref}" matches ${hits.length} snapshots; give more characters of the id.`);
+    const exists = await this.storage.list('snapshots').then((l) => l.some((n) => n.startsWith(ref)));
+    if (exists) throw new DamageError(`Snapshot ${ref} exists but is damaged and cannot be read. Run "clinicvault verify" for details.`);
+    throw new UsageError(`No snapshot with id ${ref} in this vault. "clinicvault snapshots" lists them.`);
+  }
+}

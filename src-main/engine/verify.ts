@@ -1,0 +1,190 @@
+// Verify: prove the vault can be restored. The quick check reads every snapshot and index and confirms that each
+// chunk a snapshot needs is indexed and its pack is present at the right size. --read-data also reads every pack,
+// checks its checksum and authenticates, decompresses and re-hashes every chunk. Damage is reported as what it
+// affects: which pack, which snapshots, which files.
+import { sha256 } from './vault/crypto.js';
+import type { MasterIndex } from './vault/index-file.js';
+import { ChunkIntegrityError, openBlob, parsePack } from './vault/pack.js';
+import { decodeContent } from './vault/snapshot.js';
+import type { SnapshotListing, Vault } from './vault/vault.js';
+
+export interface VerifyProgress {
+  packsDone: number;
+  packsTotal: number;
+  bytesDone: number;
+  bytesTotal: number;
+}
+
+export interface Problem {
+  kind: 'pack' | 'index' | 'snapshot' | 'missing';
+  /** Short name of the damaged file (pack/index/snapshot id), when there is one. */
+  file?: string;
+  message: string;
+  affectedSnapshots: string[];
+  affectedFiles: string[];
+}
+
+export interface VerifyReport {
+  ok: boolean;
+  readData: boolean;
+  snapshots: number;
+  packs: number;
+  chunksChecked: number;
+  bytesRead: number;
+  unreferencedPacks: number;
+  problems: Problem[];
+  durationMs: number;
+}
+
+export interface VerifyOptions {
+  readData?: boolean;
+  onProgress?: (p: VerifyProgress) => void;
+  signal?: AbortSignal;
+}
+
+const short = (id: string): string => id.slice(0, 8);
+
+export async function verify(vault: Vault, opts: VerifyOptions = {}): Promise<VerifyReport> {
+  const t0 = performance.now();
+  const problems: Problem[] = [];
+  const index = await vault.loadIndex();
+  const { snapshots, damaged } = await vault.listSnapshots();
+  for (const p of index.problems) {
+    problems.push({
+      kind: p.kind,
+      file: p.file,
+      message:
+        p.kind === 'index'
+          ? `${p.message}. Its packs were re-read from their own headers, so backups stay restorable; the next backup writes a fresh index.`
+          : p.message,
+      affectedSnapshots: [],
+      affectedFiles: [],
+    });
+  }
+  for (const d of damaged) {
+    problems.push({ kind: 'snapshot', file: d.id, message: `${d.message}. That backup cannot be restored; other backups are not affected by this.`, affectedSnapshots: [d.id], affectedFiles: [] });
+  }
+
+  // Which packs hold data that snapshots need, and is every needed chunk indexed?
+  const needed = new Set<string>();
+  const missing = new Set<string>();
+  for (const s of snapshots) {
+    for (const src of s.snapshot.sources) {
+      for (const e of src.entries) {
+        for (const id of decodeContent(e.content)) {
+          const entry = index.get(id.toString('hex'));
+          if (entry) needed.add(entry.pack);
+          else missing.add(id.toString('hex'));
+        }
+      }
+    }
+  }
+  if (missing.size > 0) {
+    problems.push(withAffects({ kind: 'missing', message: `${missing.size} chunk(s) that backups need are not in the vault`, affectedSnapshots: [], affectedFiles: [] }, snapshots, missing, index));
+  }
+
+  const storedPacks = new Set(await vault.storage.list('data'));
+  const badChunks = new Map<string, Set<string>>();
+  const markPack = (packId: string, why: string, chunks?: Set<string>): void => {
+    const all = new Set((index.packs.get(packId)?.blobs ?? []).map((b) => b.id.toString('hex')));
+    badChunks.set(packId, chunks ?? all);
+    const part = chunks && chunks.size < all.size ? ` (${chunks.size} of ${all.size} chunks cannot be read)` : '';
+    problems.push(withAffects({ kind: 'pack', file: packId, message: `pack ${packId.slice(0, 12)} is damaged: ${why}${part}`, affectedSnapshots: [], affectedFiles: [] }, snapshots, chunks ?? all, index));
+  };
+
+  const packIds = [...index.packs.keys()];
+  const bytesTotal = opts.readData ? packIds.reduce((a, id) => a + packLength(index, id), 0) : 0;
+  const progress: VerifyProgress = { packsDone: 0, packsTotal: packIds.length, bytesDone: 0, bytesTotal };
+  let chunksChecked = 0;
+  let bytesRead = 0;
+  for (const packId of packIds) {
+    opts.signal?.throwIfAborted();
+    const rec = index.packs.get(packId)!;
+    if (!storedPacks.has(packId)) {
+      if (needed.has(packId)) markPack(packId, 'the file is missing from the drive');
+      continue;
+    }
+    const size = await vault.storage.size('data', packId);
+    const minSize = packLength(index, packId) + 4;
+    if (size < minSize) {
+      markPack(packId, `the file is truncated (${size} bytes, at least ${minSize} expected)`);
+      continue;
+    }
+    if (opts.readData) {
+      const bytes = await vault.storage.read('data', packId);
+      bytesRead += bytes.length;
+      const hashOk = sha256(bytes).toString('hex') === packId;
+      const bad = new Set<string>();
+      for (const b of rec.blobs) {
+        try {
+          openBlob(vault.keys, bytes.subarray(b.offset, b.offset + b.length), b, packId);
+        } catch (err) {
+          if (!(err instanceof ChunkIntegrityError)) throw err;
+          bad.add(b.id.toString('hex'));
+        }
+        chunksChecked++;
+      }
+      let headerOk = true;
+      try {
+        parsePack(vault.keys, bytes, packId);
+      } catch {
+        headerOk = false;
+      }
+      if (bad.size > 0) markPack(packId, 'some of its contents fail authentication', bad);
+      else if (!hashOk || !headerOk) {
+        problems.push({
+          kind: 'pack',
+          file: packId,
+          message: `pack ${packId.slice(0, 12)} is damaged: ${headerOk ? 'its checksum does not match' : 'its header cannot be read'}, although every chunk in it still reads correctly; no backup is affected`,
+          affectedSnapshots: [],
+          affectedFiles: [],
+        });
+      }
+      progress.bytesDone += bytes.length;
+    }
+    progress.packsDone++;
+    opts.onProgress?.({ ...progress });
+  }
+  const unreferencedPacks = [...storedPacks].filter((p) => !index.packs.has(p)).length;
+  return {
+    ok: problems.length === 0,
+    readData: !!opts.readData,
+    snapshots: snapshots.length,
+    packs: index.packs.size,
+    chunksChecked,
+    bytesRead,
+    unreferencedPacks,
+    problems,
+    durationMs: Math.round(performance.now() - t0),
+  };
+}
+
+function packLength(index: MasterIndex, packId: string): number {
+  const blobs = index.packs.get(packId)?.blobs ?? [];
+  return blobs.reduce((a, b) => a + b.length, 0);
+}
+
+/** Fill in which snapshots and files need any of the given chunks. */
+function withAffects(problem: Problem, snapshots: SnapshotListing[], chunks: Set<string>, _index: MasterIndex): Problem {
+  const snaps = new Set<string>();
+  const files = new Set<string>();
+  for (const s of snapshots) {
+    for (const src of s.snapshot.sources) {
+      for (const e of src.entries) {
+        if (decodeContent(e.content).some((id) => chunks.has(id.toString('hex')))) {
+          snaps.add(s.id);
+          files.add(src.kind === 'sqlite' ? src.label : `${src.label}/${e.path}`);
+        }
+      }
+    }
+  }
+  problem.affectedSnapshots = [...snaps];
+  problem.affectedFiles = [...files].sort();
+  const when = (id: string): string => snapshots.find((s) => s.id === id)?.snapshot.time ?? '';
+  if (snaps.size > 0) {
+    problem.message += `; affected backups: ${[...snaps].map((id) => `${short(id)} (${when(id)})`).join(', ')}; affected files: ${problem.affectedFiles.slice(0, 10).join(', ')}${files.size > 10 ? ` and ${files.size - 10} more` : ''}`;
+  } else {
+    problem.message += '; no backup needs the damaged part';
+  }
+  return problem;
+}

@@ -1,0 +1,83 @@
+// Operations: the engine calls wrapped with the bookkeeping every front end needs (inventory rows, runs,
+// audit entries). The CLI and the Electron main process both call these; neither talks to the engine directly.
+import { backup, type BackupOptions, type BackupResult } from '../engine/backup.js';
+import { ClinicVaultError } from '../engine/errors.js';
+import type { Inventory } from '../engine/inventory/inventory.js';
+import { restore, type RestoreOptions, type RestoreResult } from '../engine/restore.js';
+import { verify, type VerifyOptions, type VerifyReport } from '../engine/verify.js';
+import type { SnapshotListing, Vault } from '../engine/vault/vault.js';
+
+async function tracked<T>(inv: Inventory, kind: Parameters<Inventory['startRun']>[0], vaultId: string | null, fn: (runId: number) => Promise<T>): Promise<T> {
+  const runId = inv.startRun(kind, vaultId);
+  try {
+    return await fn(runId);
+  } catch (err) {
+    inv.endRun(runId, 'failed', { error: err instanceof ClinicVaultError ? err.message : String((err as Error).message ?? err) });
+    inv.audit(`${kind}.failed`, vaultId, { error: err instanceof ClinicVaultError ? err.message : 'unexpected error' });
+    throw err;
+  }
+}
+
+export async function runBackup(inv: Inventory, vault: Vault, opts: Omit<BackupOptions, 'audit'>): Promise<BackupResult> {
+  inv.upsertVault(vault.id, vault.location, vault.config.created);
+  return tracked(inv, 'backup', vault.id, async (runId) => {
+    // The snapshot carries the audit history up to and including this backup's start.
+    inv.audit('backup.start', vault.id, { sources: [...(opts.sqlite ?? []), ...(opts.folders ?? [])].length });
+    const result = await backup(vault, { ...opts, audit: inv.auditLog() });
+    const files = result.snapshot.sources.reduce((a, s) => a + s.entries.filter((e) => e.type === 'file').length, 0);
+    inv.recordSnapshot(vault.id, result.snapshotId, result.snapshot);
+    inv.endRun(runId, result.partial ? 'partial' : 'ok', { bytes: result.snapshot.totals.bytesAdded, files, snapshotId: result.snapshotId });
+    inv.audit('backup', vault.id, {
+      snapshot: result.snapshotId,
+      files,
+      bytesAdded: result.snapshot.totals.bytesAdded,
+      skipped: result.skipped.length,
+      warnings: result.warnings.length,
+    });
+    return result;
+  });
+}
+
+export async function runRestore(inv: Inventory, vault: Vault, snap: SnapshotListing, opts: RestoreOptions): Promise<RestoreResult> {
+  inv.upsertVault(vault.id, vault.location, vault.config.created);
+  return tracked(inv, 'restore', vault.id, async (runId) => {
+    const result = await restore(vault, snap.snapshot, opts);
+    const ok = result.failed.length === 0 && result.databases.every((d) => d.ok);
+    inv.endRun(runId, ok ? 'ok' : 'partial', { bytes: result.bytes, files: result.files, snapshotId: snap.id });
+    inv.audit('restore', vault.id, {
+      snapshot: snap.id,
+      target: result.target,
+      include: opts.include ?? [],
+      files: result.files,
+      failed: result.failed.length,
+      databasesOk: result.databases.every((d) => d.ok),
+    });
+    return result;
+  });
+}
+
+export async function runVerify(inv: Inventory, vault: Vault, opts: VerifyOptions): Promise<VerifyReport> {
+  inv.upsertVault(vault.id, vault.location, vault.config.created);
+  return tracked(inv, 'verify', vault.id, async (runId) => {
+    const report = await verify(vault, opts);
+    const kind = opts.readData ? 'read-data' : 'structure';
+    inv.recordVerification(vault.id, kind, report.ok, { problems: report.problems.map((p) => p.message), packs: report.packs, snapshots: report.snapshots });
+    inv.endRun(runId, report.ok ? 'ok' : 'failed', { bytes: report.bytesRead, error: report.ok ? undefined : `${report.problems.length} problem(s)` });
+    inv.audit('verify', vault.id, { kind, ok: report.ok, problems: report.problems.length });
+    return report;
+  });
+}
+
+/** Rebuild the inventory's view of a vault from the vault alone (new PC). */
+export async function rebuildInventory(inv: Inventory, vault: Vault): Promise<{ snapshots: number; auditImported: number; damaged: number }> {
+  inv.upsertVault(vault.id, vault.location, vault.config.created);
+  const { snapshots, damaged } = await vault.listSnapshots();
+  for (const s of snapshots) inv.recordSnapshot(vault.id, s.id, s.snapshot);
+  inv.markMissingSnapshots(vault.id, snapshots.map((s) => s.id));
+  // The newest snapshot carries the longest audit history.
+  let auditImported = 0;
+  const newest = snapshots[snapshots.length - 1];
+  if (newest && newest.snapshot.audit.length > 0) auditImported = inv.importAudit(newest.snapshot.audit);
+  inv.audit('inventory.rebuild', vault.id, { snapshots: snapshots.length, auditImported, damaged: damaged.length });
+  return { snapshots: snapshots.length, auditImported, damaged: damaged.length };
+}

@@ -260,7 +260,12 @@ export function buildProgram(): Command {
     try {
       const old = (await readSlots(vault.storage)).filter((s) => s.slot.kind === 'recovery');
       await writeSlot(vault.storage, makeRecoverySlot(vault.keys, rk.bytes));
-      if (o.replace) for (const s of old) (await vault.storage.remove('keys', s.name), revoked++);
+      if (o.replace) {
+        for (const s of old) {
+          await vault.storage.remove('keys', s.name);
+          revoked++;
+        }
+      }
     } finally {
       await lock.release();
     }

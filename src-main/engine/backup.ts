@@ -196,7 +196,7 @@ class BackupRun {
       for (const p of plan) {
         if (p.f.type !== 'file') continue;
         this.progress.filesTotal++;
-        if (!p.reuse) this.progress.bytesTotal += p.f.size;
+        if (p.reuse === undefined) this.progress.bytesTotal += p.f.size;
       }
       walks.push({ dir, walk, plan, prev });
     }
@@ -243,7 +243,7 @@ class BackupRun {
           continue;
         }
         let content: string;
-        if (reuse) {
+        if (reuse !== undefined) {
           content = reuse;
           this.filesUnchanged++;
         } else {

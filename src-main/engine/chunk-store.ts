@@ -38,6 +38,7 @@ export class ChunkStore {
   private readonly pendingIds = new Set<string>();
   private readonly written: PackRecord[] = [];
   private flushing: Promise<void> = Promise.resolve();
+  private inFlight = 0;
 
   constructor(
     private readonly storage: Storage,
@@ -73,7 +74,9 @@ export class ChunkStore {
     this.pendingBytes = 0;
     await this.flushing;
     const { bytes, id, blobs } = assemblePack(this.keys, items);
+    this.inFlight = bytes.length;
     this.flushing = this.storage.write('data', id, bytes).then(() => {
+      this.inFlight = 0;
       const rec = { id, blobs };
       this.written.push(rec);
       this.index.add(rec);
@@ -103,6 +106,6 @@ export class ChunkStore {
 
   /** Bytes sealed but not yet written (for "how much more was needed" when the drive fills). */
   get unwrittenBytes(): number {
-    return this.pendingBytes;
+    return this.pendingBytes + this.inFlight;
   }
 }

@@ -88,7 +88,7 @@ export class LocalStorage implements Storage {
 
   async write(kind: FileKind, name: string, data: Uint8Array): Promise<void> {
     const file = this.filePath(kind, name);
-    if (kind === 'data') await fsp.mkdir(path.dirname(file), { recursive: true });
+    if (kind !== 'config') await fsp.mkdir(path.dirname(file), { recursive: true });
     // Content-addressed files are never replaced: same name means same bytes.
     await writeFileAtomic(file, data, { exclusive: kind !== 'config' && kind !== 'locks' }).catch((err) => {
       if ((err as NodeJS.ErrnoException).code === 'EEXIST') return;

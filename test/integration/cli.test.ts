@@ -93,7 +93,7 @@ describe('clinicvault CLI', () => {
   });
 
   it('rebuilds the inventory and the audit history on a new PC from the vault alone, then restores', () => {
-    const { work, vault, env, media } = setup();
+    const { work, vault, media } = setup();
     const newPc = cliEnv(path.join(work, 'new-pc-home'));
     const rebuilt = cli(['inventory', 'rebuild', '--vault', vault, '--json'], newPc);
     expect(rebuilt.code).toBe(0);

@@ -71,16 +71,15 @@ export function buildProgram(): Command {
     .showHelpAfterError()
     .exitOverride();
 
-  secretOptions(
-    program
-      .command('init')
-      .description('create a new vault in an empty folder; prints the recovery key once')
-      .requiredOption('--vault <dir>', 'vault folder (e.g. on the backup drive)')
-      .option('--new-passphrase-file <file>', 'read the new passphrase from this file (else CLINICVAULT_PASSPHRASE or a prompt)')
-      .option('--json', 'machine-readable output'),
-  ).action(async (o: VaultFlags & { newPassphraseFile?: string }) => {
-    const pass = o.newPassphraseFile || o.passphraseFile ? await newPassphrase(o.newPassphraseFile ?? o.passphraseFile, 'CLINICVAULT_PASSPHRASE') : await newPassphrase(undefined, 'CLINICVAULT_PASSPHRASE');
-    checkNewPassphrase(pass);
+  program
+    .command('init')
+    .description('create a new vault in an empty folder; prints the recovery key once')
+    .requiredOption('--vault <dir>', 'vault folder (e.g. on the backup drive)')
+    .option('--passphrase-file <file>', 'read the new passphrase from this file (else CLINICVAULT_PASSPHRASE or a prompt)')
+    .option('--json', 'machine-readable output')
+    .action(async (o: VaultFlags) => {
+    // Vault.init checks the passphrase's length before touching the folder.
+    const pass = await newPassphrase(o.passphraseFile, 'CLINICVAULT_PASSPHRASE');
     const { vault, recoveryKey } = await Vault.init(o.vault, pass);
     await withInventory(async (inv) => {
       inv.upsertVault(vault.id, vault.location, vault.config.created);
@@ -228,7 +227,6 @@ export function buildProgram(): Command {
       .requiredOption('--vault <dir>', 'vault folder')
       .option('--new-passphrase-file <file>', 'read the new passphrase from this file (else CLINICVAULT_NEW_PASSPHRASE or a prompt)'),
   ).action(async (o: VaultFlags & { newPassphraseFile?: string }) => {
-    await Vault.readConfig(o.vault);
     const vault = await openVault(o);
     const pass = await newPassphrase(o.newPassphraseFile, 'CLINICVAULT_NEW_PASSPHRASE');
     checkNewPassphrase(pass);

@@ -79,7 +79,7 @@ export async function backup(vault: Vault, opts: BackupOptions): Promise<BackupR
     if (index.recoveredPacks.length > 0) log(`Reused ${index.recoveredPacks.length} pack(s) written by an interrupted backup.`);
     const store = new ChunkStore(vault.storage, vault.keys, index, vault.config.packSize);
     store.adopt(index.recoveredPacks);
-    const run = new BackupRun(vault, index, store, opts);
+    const run = new BackupRun(vault, index, store, opts, started);
     try {
       const { sources, parentId } = await run.collect(sqlite, folders);
       opts.onProgress?.({ ...run.progress, phase: 'finishing' });
@@ -139,13 +139,16 @@ class BackupRun {
   private cleanups: Array<() => Promise<void>> = [];
   private readonly fileCutter: Cutter;
   private lastEmit = 0;
+  private readonly excludes: string[];
 
   constructor(
     private readonly vault: Vault,
     private readonly index: MasterIndex,
     private readonly store: ChunkStore,
     private readonly opts: BackupOptions,
+    private readonly started: Date,
   ) {
+    this.excludes = opts.excludes ?? DEFAULT_EXCLUDES;
     const f = vault.config.chunking.files;
     this.fileCutter = new FastCdc(gearTable(vault.keys.id), f.min, f.avg, f.max);
   }
@@ -183,7 +186,7 @@ class BackupRun {
     let parentId: string | null = null;
     const walks = [];
     for (const dir of folders) {
-      const walk = await walkFolder(dir, this.opts.excludes ?? DEFAULT_EXCLUDES).catch((err: unknown) => {
+      const walk = await walkFolder(dir, this.excludes).catch((err: unknown) => {
         throw new UsageError(`Cannot read the folder ${dir}: ${describeFsError(err)}.`);
       });
       if (walk.files.length === 0 && walk.skipped.some((s) => s.path === '.')) {
@@ -225,7 +228,7 @@ class BackupRun {
         size: copy.size,
         tables: copy.tables,
         integrityCheck: copy.integrityCheck,
-        entries: [{ path: label, type: 'file', size: read, mode: 0o600, mtimeMs: Date.now(), content: encodeContent(ids) }],
+        entries: [{ path: label, type: 'file', size: read, mode: 0o600, mtimeMs: this.started.getTime(), content: encodeContent(ids) }],
       };
       sources.push(src);
     }
@@ -271,7 +274,7 @@ class BackupRun {
         originalPath: dir,
         fileCount,
         bytes,
-        excludes: this.opts.excludes ?? DEFAULT_EXCLUDES,
+        excludes: this.excludes,
         skipped: walk.skipped,
         entries,
       };

@@ -105,7 +105,10 @@ export function planRestore(snapshot: Snapshot, include: string[] = []): Planned
   }
   if (include.length === 0) return items;
   const wanted = include.map(normalizeInclude);
-  const out = items.filter((it) => wanted.some((w) => it.display === w || it.display.startsWith(w + '/') || w.startsWith(it.display + '/') && it.entry.type === 'dir'));
+  // An included path brings everything below it, and the folders above it (so their times are restored too).
+  const out = items.filter((it) =>
+    wanted.some((w) => it.display === w || it.display.startsWith(w + '/') || (it.entry.type === 'dir' && w.startsWith(it.display + '/'))),
+  );
   for (const w of wanted) {
     if (!items.some((it) => it.display === w || it.display.startsWith(w + '/'))) {
       throw new UsageError(`Nothing in this snapshot matches "${w}". Paths start with the source name, e.g. "${items[0]?.display ?? 'media/...'}".`);

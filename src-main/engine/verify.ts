@@ -80,7 +80,7 @@ export async function verify(vault: Vault, opts: VerifyOptions = {}): Promise<Ve
     }
   }
   if (missing.size > 0) {
-    problems.push(withAffects({ kind: 'missing', message: `${missing.size} chunk(s) that backups need are not in the vault`, affectedSnapshots: [], affectedFiles: [] }, snapshots, missing, index));
+    problems.push(withAffects({ kind: 'missing', message: `${missing.size} chunk(s) that backups need are not in the vault`, affectedSnapshots: [], affectedFiles: [] }, snapshots, missing));
   }
 
   const storedPacks = new Set(await vault.storage.list('data'));
@@ -89,7 +89,7 @@ export async function verify(vault: Vault, opts: VerifyOptions = {}): Promise<Ve
     const all = new Set((index.packs.get(packId)?.blobs ?? []).map((b) => b.id.toString('hex')));
     badChunks.set(packId, chunks ?? all);
     const part = chunks && chunks.size < all.size ? ` (${chunks.size} of ${all.size} chunks cannot be read)` : '';
-    problems.push(withAffects({ kind: 'pack', file: packId, message: `pack ${packId.slice(0, 12)} is damaged: ${why}${part}`, affectedSnapshots: [], affectedFiles: [] }, snapshots, chunks ?? all, index));
+    problems.push(withAffects({ kind: 'pack', file: packId, message: `pack ${packId.slice(0, 12)} is damaged: ${why}${part}`, affectedSnapshots: [], affectedFiles: [] }, snapshots, chunks ?? all));
   };
 
   const packIds = [...index.packs.keys()];
@@ -165,7 +165,7 @@ function packLength(index: MasterIndex, packId: string): number {
 }
 
 /** Fill in which snapshots and files need any of the given chunks. */
-function withAffects(problem: Problem, snapshots: SnapshotListing[], chunks: Set<string>, _index: MasterIndex): Problem {
+function withAffects(problem: Problem, snapshots: SnapshotListing[], chunks: Set<string>): Problem {
   const snaps = new Set<string>();
   const files = new Set<string>();
   for (const s of snapshots) {

@@ -130,7 +130,7 @@ export class Inventory {
   }
 
   /** Append to the audit log. Details must never hold secrets or patient data. */
-  audit(action: string, vaultId: string | null, details: Record<string, unknown> = {}, actor = os.userInfo().username): AuditRecord {
+  audit(action: string, vaultId: string | null, details: Record<string, unknown> = {}, actor = currentUser()): AuditRecord {
     return this.db.transaction(() => {
       const last = this.db.prepare('SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1').get() as { seq: number; hash: string } | undefined;
       const rec: Omit<AuditRecord, 'hash'> = {
@@ -216,6 +216,14 @@ export class Inventory {
     const rows = this.db.prepare('SELECT id FROM snapshots WHERE vault_id = ? AND forgotten IS NULL').pluck().all(vaultId) as string[];
     const stmt = this.db.prepare('UPDATE snapshots SET forgotten = ? WHERE id = ?');
     for (const id of rows) if (!keep.has(id)) stmt.run(this.now().toISOString(), id);
+  }
+}
+
+function currentUser(): string {
+  try {
+    return os.userInfo().username;
+  } catch {
+    return process.env.USER ?? process.env.USERNAME ?? 'unknown';
   }
 }
 

@@ -2,16 +2,17 @@
 // the snapshot that references them. A run that dies anywhere leaves earlier snapshots untouched.
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ChunkStore } from './chunk-store.js';
-import { FastCdc, FixedCutter, gearTable, sqliteChunkSize, type Cutter } from './chunker/chunkers.js';
-import { readChunks } from './chunker/read-chunks.js';
-import { ClinicVaultError, DriveFullError, UsageError, formatBytes, isNoSpace } from './errors.js';
+import { sqliteChunkSize } from './chunker/chunkers.js';
+import { DriveFullError, UsageError, formatBytes, isNoSpace } from './errors.js';
+import { EnginePool, JobFailed } from './pipeline/pool.js';
+import type { ChunkResult, SqliteCheckResult } from './pipeline/protocol.js';
 import { copySqlite } from './sources/sqlite.js';
-import { DEFAULT_EXCLUDES, describeFsError, walkFolder, type WalkedFile } from './sources/folder.js';
+import { DEFAULT_EXCLUDES, walkFolder, describeFsError, type WalkedFile } from './sources/folder.js';
+import { decodePackHeader } from './vault/pack.js';
+import { writeIndexFile, type MasterIndex, type PackRecord } from './vault/index-file.js';
 import { VaultLock } from './vault/lock.js';
-import { decodeContent, encodeContent, writeSnapshot, type AuditRecord, type FolderSource, type Snapshot, type SnapshotSource, type SqliteSource, type TreeEntry } from './vault/snapshot.js';
+import { decodeContent, writeSnapshot, type AuditRecord, type FolderSource, type Snapshot, type SnapshotSource, type SqliteSource, type TreeEntry } from './vault/snapshot.js';
 import type { Vault } from './vault/vault.js';
-import type { MasterIndex } from './vault/index-file.js';
 
 export interface BackupProgress {
   phase: 'preparing' | 'reading' | 'finishing';
@@ -44,8 +45,19 @@ export interface BackupResult {
   skipped: Array<{ source: string; path: string; reason: string }>;
   warnings: string[];
   partial: boolean;
-  stats: ChunkStore['stats'];
+  stats: BackupStats;
 }
+
+export interface BackupStats {
+  chunksNew: number;
+  chunksDuplicate: number;
+  bytesNew: number;
+  bytesStored: number;
+  packsWritten: number;
+}
+
+/** Database images are cut by several workers at once, in segments of this size. */
+const DB_SEGMENT = 32 * 1024 * 1024;
 
 export function sourceLabel(p: string): string {
   return path.basename(path.resolve(p));
@@ -77,13 +89,11 @@ export async function backup(vault: Vault, opts: BackupOptions): Promise<BackupR
     if (leftovers > 0) log(`Removed ${leftovers} unfinished file(s) left by an interrupted run.`);
     const index = await vault.loadIndex({ recoverOrphans: true });
     if (index.recoveredPacks.length > 0) log(`Reused ${index.recoveredPacks.length} pack(s) written by an interrupted backup.`);
-    const store = new ChunkStore(vault.storage, vault.keys, index, vault.config.packSize);
-    store.adopt(index.recoveredPacks);
-    const run = new BackupRun(vault, index, store, opts, started);
+    const run = new BackupRun(vault, index, opts, started);
     try {
       const { sources, parentId } = await run.collect(sqlite, folders);
       opts.onProgress?.({ ...run.progress, phase: 'finishing' });
-      await store.finish();
+      await run.finish();
       const snapshot: Snapshot = {
         version: 1,
         time: started.toISOString(),
@@ -94,8 +104,8 @@ export async function backup(vault: Vault, opts: BackupOptions): Promise<BackupR
         sources,
         totals: {
           bytesRead: run.bytesRead,
-          bytesAdded: store.stats.bytesStored,
-          chunksAdded: store.stats.chunksNew,
+          bytesAdded: run.stats.bytesStored,
+          chunksAdded: run.stats.chunksNew,
           filesNew: run.filesNew,
           filesChanged: run.filesChanged,
           filesUnchanged: run.filesUnchanged,
@@ -104,9 +114,9 @@ export async function backup(vault: Vault, opts: BackupOptions): Promise<BackupR
         audit: opts.audit ?? [],
       };
       const snapshotId = await writeSnapshot(vault.storage, vault.keys, snapshot);
-      return { snapshotId, snapshot, skipped: run.skipped, warnings: run.warnings, partial: run.skipped.length > 0 || run.warnings.length > 0, stats: store.stats };
+      return { snapshotId, snapshot, skipped: run.skipped, warnings: run.warnings, partial: run.skipped.length > 0 || run.warnings.length > 0, stats: run.stats };
     } catch (err) {
-      if (isNoSpace(err)) throw await driveFull(vault, run, store, err);
+      if (isNoSpace(err)) throw await driveFull(vault, run, err);
       throw err;
     } finally {
       await run.cleanup();
@@ -116,41 +126,48 @@ export async function backup(vault: Vault, opts: BackupOptions): Promise<BackupR
   }
 }
 
-async function driveFull(vault: Vault, run: BackupRun, store: ChunkStore, cause: unknown): Promise<DriveFullError> {
+async function driveFull(vault: Vault, run: BackupRun, cause: unknown): Promise<DriveFullError> {
   const free = (await vault.storage.freeBytes()) ?? 0;
   const remaining = Math.max(0, run.progress.bytesTotal - run.progress.bytesDone);
-  const needed = store.unwrittenBytes + remaining;
+  const needed = Math.max(0, run.stats.bytesNew - run.stats.bytesStored) + remaining;
   return new DriveFullError(
-    `The backup drive is full (${formatBytes(free)} free at ${vault.location}). This backup had written ${formatBytes(store.stats.bytesStored)} ` +
+    `The backup drive is full (${formatBytes(free)} free at ${vault.location}). This backup had written ${formatBytes(run.stats.bytesStored)} ` +
       `and needed up to ${formatBytes(needed)} more. Free up space on the drive or use a larger one, then run the backup again. ` +
       'No new snapshot was recorded; earlier backups on the drive are intact.',
     { cause },
   );
 }
 
+type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown };
+
 class BackupRun {
   readonly progress: BackupProgress = { phase: 'preparing', filesDone: 0, filesTotal: 0, bytesDone: 0, bytesTotal: 0 };
   readonly skipped: BackupResult['skipped'] = [];
   readonly warnings: string[] = [];
+  readonly stats: BackupStats = { chunksNew: 0, chunksDuplicate: 0, bytesNew: 0, bytesStored: 0, packsWritten: 0 };
   bytesRead = 0;
   filesNew = 0;
   filesChanged = 0;
   filesUnchanged = 0;
   private cleanups: Array<() => Promise<void>> = [];
-  private readonly fileCutter: Cutter;
   private lastEmit = 0;
   private readonly excludes: string[];
+  /** Packs this run wrote, plus packs an interrupted run left without an index: the next index file lists them. */
+  private readonly written: PackRecord[] = [];
+  private pool: EnginePool | undefined;
+  private fatal: unknown;
 
   constructor(
     private readonly vault: Vault,
     private readonly index: MasterIndex,
-    private readonly store: ChunkStore,
     private readonly opts: BackupOptions,
     private readonly started: Date,
   ) {
     this.excludes = opts.excludes ?? DEFAULT_EXCLUDES;
-    const f = vault.config.chunking.files;
-    this.fileCutter = new FastCdc(gearTable(vault.keys.id), f.min, f.avg, f.max);
+    for (const id of index.recoveredPacks) {
+      const rec = index.packs.get(id);
+      if (rec) this.written.push(rec);
+    }
   }
 
   private emit(force = false): void {
@@ -161,8 +178,59 @@ class BackupRun {
   }
 
   async cleanup(): Promise<void> {
+    await this.pool?.close().catch(() => undefined);
+    this.pool = undefined;
     for (const c of this.cleanups) await c().catch(() => undefined);
     this.cleanups = [];
+  }
+
+  private startPool(): EnginePool {
+    const known = Buffer.allocUnsafe(this.index.byId.size * 32);
+    let o = 0;
+    for (const hex of this.index.byId.keys()) o += known.write(hex, o, 'hex');
+    const pool = new EnginePool(this.vault.location, this.vault.keys, this.vault.config, {
+      knownIds: known.subarray(0, o),
+      onEvent: (ev) => {
+        const rec: PackRecord = { id: ev.id, blobs: decodePackHeader(Buffer.from(ev.header)) };
+        this.index.add(rec);
+        this.written.push(rec);
+        this.stats.bytesStored += ev.size;
+        this.stats.packsWritten++;
+      },
+    });
+    this.opts.signal?.addEventListener('abort', () => void pool.close(), { once: true });
+    return pool;
+  }
+
+  /** Queue a job; the result never rejects, and an error on the vault's side stops the whole run at once. */
+  private job<T extends ChunkResult | SqliteCheckResult>(pool: EnginePool, run: Promise<T>): Promise<Settled<T>> {
+    return run.then(
+      (value) => {
+        if ('chunksNew' in value) {
+          this.stats.chunksNew += value.chunksNew;
+          this.stats.bytesNew += value.bytesNew;
+          this.stats.chunksDuplicate += value.ids.length / 32 - value.chunksNew;
+          this.bytesRead += value.bytesRead;
+          this.progress.bytesDone += value.bytesRead;
+          this.emit();
+        }
+        return { ok: true as const, value };
+      },
+      (error: unknown) => {
+        if (!(error instanceof JobFailed && error.source)) {
+          this.fatal ??= error;
+          void pool.close();
+        }
+        return { ok: false as const, error };
+      },
+    );
+  }
+
+  private check<T>(r: Settled<T>): T {
+    this.opts.signal?.throwIfAborted();
+    if (this.fatal) throw this.fatal;
+    if (!r.ok) throw r.error;
+    return r.value;
   }
 
   async collect(sqlite: string[], folders: string[]): Promise<{ sources: SnapshotSource[]; parentId: string | null }> {
@@ -174,9 +242,6 @@ class BackupRun {
       this.emit(true);
       const copy = await copySqlite(db, tmpDir);
       this.cleanups.push(copy.cleanup);
-      if (copy.integrityCheck !== 'ok') {
-        this.warnings.push(`The database ${db} failed SQLite's integrity check (${copy.integrityCheck.split('\n')[0]}). It was backed up as it is; have it checked.`);
-      }
       copies.push({ db, copy });
       this.progress.filesTotal++;
       this.progress.bytesTotal += copy.size;
@@ -206,41 +271,61 @@ class BackupRun {
     this.progress.phase = 'reading';
     this.emit(true);
 
+    // 3. Queue everything that must be read; the workers read, cut, dedup, compress, seal and write packs.
+    const pool = (this.pool = this.startPool());
+    const dbJobs = copies.map(({ copy }) => {
+      const fixed = sqliteChunkSize(copy.pageSize, this.vault.config.chunking.sqlite.minBytes);
+      const check = this.job(pool, pool.run<SqliteCheckResult>({ kind: 'sqlite-check', path: copy.copyPath, quick: true }));
+      const segments: Array<Promise<Settled<ChunkResult>>> = [];
+      for (let off = 0; off < Math.max(copy.size, 1); off += DB_SEGMENT) {
+        const length = off + DB_SEGMENT >= copy.size ? undefined : DB_SEGMENT;
+        segments.push(this.job(pool, pool.run<ChunkResult>({ kind: 'chunk', path: copy.copyPath, offset: off, length, fixed })));
+      }
+      return { check, segments };
+    });
+    const fileJobs = walks.map(({ plan }) =>
+      plan.map(({ f, reuse }) =>
+        f.type === 'file' && reuse === undefined ? this.job(pool, pool.run<ChunkResult>({ kind: 'chunk', path: f.abs, offset: 0 })) : undefined,
+      ),
+    );
+
+    // 4. Collect results in order.
     const sources: SnapshotSource[] = [];
-    for (const { db, copy } of copies) {
-      this.progress.source = sourceLabel(db);
-      const cutter = new FixedCutter(sqliteChunkSize(copy.pageSize, this.vault.config.chunking.sqlite.minBytes));
-      const ids: Buffer[] = [];
-      const read = await readChunks(copy.copyPath, cutter, async (chunk) => {
-        ids.push(await this.store.add(chunk));
-        this.progress.bytesDone += chunk.length;
-        this.emit();
-      }, this.opts.signal);
-      this.bytesRead += read;
-      this.progress.filesDone++;
-      await copy.cleanup();
+    for (const [i, { db, copy }] of copies.entries()) {
       const label = sourceLabel(db);
+      this.progress.source = label;
+      const ids: Uint8Array[] = [];
+      let read = 0;
+      for (const seg of dbJobs[i]!.segments) {
+        const r = this.check(await seg);
+        ids.push(r.ids);
+        read += r.bytesRead;
+      }
+      const { integrityCheck, tables } = this.check(await dbJobs[i]!.check);
+      if (integrityCheck !== 'ok') {
+        this.warnings.push(`The database ${db} failed SQLite's quick integrity check (${integrityCheck.split('\n')[0]}). It was backed up as it is; have it checked.`);
+      }
+      this.progress.filesDone++;
       const src: SqliteSource = {
         kind: 'sqlite',
         label,
         originalPath: db,
         pageSize: copy.pageSize,
         size: copy.size,
-        tables: copy.tables,
-        integrityCheck: copy.integrityCheck,
-        entries: [{ path: label, type: 'file', size: read, mode: 0o600, mtimeMs: this.started.getTime(), content: encodeContent(ids) }],
+        tables,
+        integrityCheck,
+        entries: [{ path: label, type: 'file', size: read, mode: 0o600, mtimeMs: this.started.getTime(), content: Buffer.concat(ids).toString('base64') }],
       };
       sources.push(src);
     }
 
-    for (const { dir, walk, plan, prev } of walks) {
+    for (const [w, { dir, walk, plan, prev }] of walks.entries()) {
       const label = sourceLabel(dir);
       this.progress.source = label;
       const entries: TreeEntry[] = [];
       let fileCount = 0;
       let bytes = 0;
-      for (const { f, reuse } of plan) {
-        this.opts.signal?.throwIfAborted();
+      for (const [k, { f, reuse }] of plan.entries()) {
         if (f.type === 'dir') {
           entries.push({ path: f.rel, type: 'dir', size: 0, mode: f.mode, mtimeMs: f.mtimeMs });
           continue;
@@ -250,14 +335,16 @@ class BackupRun {
           content = reuse;
           this.filesUnchanged++;
         } else {
-          try {
-            content = await this.readFile(f);
-          } catch (err) {
-            if (isNoSpace(err) || err instanceof ClinicVaultError || (err as Error).name === 'AbortError') throw err;
-            walk.skipped.push({ path: f.rel, reason: describeFsError(err) });
+          const r = await fileJobs[w]![k]!;
+          if (!r.ok && r.error instanceof JobFailed && r.error.source && !this.fatal) {
+            walk.skipped.push({ path: f.rel, reason: describeFsError(r.error) });
             this.progress.filesDone++;
             continue;
           }
+          const value = this.check(r);
+          content = Buffer.from(value.ids).toString('base64');
+          // The file changed size while we read it: keep what we read, it is self-consistent chunk by chunk.
+          f.size = value.bytesRead;
           if (prev.has(f.rel)) this.filesChanged++;
           else this.filesNew++;
         }
@@ -284,19 +371,15 @@ class BackupRun {
     return { sources, parentId };
   }
 
-  private async readFile(f: WalkedFile): Promise<string> {
-    const ids: Buffer[] = [];
-    let read = 0;
-    await readChunks(f.abs, this.fileCutter, async (chunk) => {
-      ids.push(await this.store.add(chunk));
-      read += chunk.length;
-      this.progress.bytesDone += chunk.length;
-      this.emit();
-    }, this.opts.signal);
-    this.bytesRead += read;
-    // The file changed size while we read it: keep what we read, it is self-consistent chunk by chunk.
-    f.size = read;
-    return encodeContent(ids);
+  /** Make every pack durable, then write one index file that lists them (before any snapshot refers to them). */
+  async finish(): Promise<void> {
+    if (this.pool) {
+      await this.pool.everyWorker({ kind: 'flush' }).catch((err: unknown) => {
+        throw this.fatal ?? err;
+      });
+      if (this.fatal) throw this.fatal;
+    }
+    if (this.written.length > 0) await writeIndexFile(this.vault.storage, this.vault.keys, this.written);
   }
 }
 

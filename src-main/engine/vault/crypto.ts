@@ -13,9 +13,22 @@ export class AuthError extends Error {
   }
 }
 
+/** Random nonces drawn 1024 at a time: one call to the system RNG instead of one per chunk. */
+let noncePool = Buffer.alloc(0);
+let noncePos = 0;
+function nextNonce(): Buffer {
+  if (noncePos + NONCE_BYTES > noncePool.length) {
+    noncePool = randomBytes(NONCE_BYTES * 1024);
+    noncePos = 0;
+  }
+  const n = noncePool.subarray(noncePos, noncePos + NONCE_BYTES);
+  noncePos += NONCE_BYTES;
+  return n;
+}
+
 /** nonce(12) || ciphertext || tag(16). aad binds the ciphertext to its role (e.g. "chunk", "snapshot"). */
 export function seal(key: Buffer, plaintext: Uint8Array, aad: string): Buffer {
-  const nonce = randomBytes(NONCE_BYTES);
+  const nonce = nextNonce();
   const cipher = createCipheriv('aes-256-gcm', key, nonce);
   cipher.setAAD(Buffer.from(aad, 'utf8'));
   const body = cipher.update(plaintext);

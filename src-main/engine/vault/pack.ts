@@ -1,7 +1,8 @@
 // Packs: many sealed chunks in one file, followed by a sealed header that lists them, so the index can always be
 // rebuilt from the packs alone. A pack's name is the SHA-256 of its bytes.
-import { inflateRawSync } from 'node:zlib';
-import { hmac, open, seal, sha256 } from './crypto.js';
+import { createHash } from 'node:crypto';
+import { hmac, open, seal } from './crypto.js';
+import { decompressChunk } from './compress.js';
 import type { MasterKeys } from './keys.js';
 import type { Storage } from './storage.js';
 
@@ -13,10 +14,7 @@ const ENTRY_BYTES = 42;
 export const enum BlobType {
   Data = 0,
 }
-export const enum Compression {
-  None = 0,
-  DeflateRaw = 1,
-}
+export { Compression } from './compress.js';
 
 export interface PackBlob {
   id: Buffer;
@@ -66,23 +64,33 @@ export function decodePackHeader(buf: Buffer): PackBlob[] {
   return blobs;
 }
 
-/** Assemble a pack file from sealed blobs; returns its bytes, name and the header entries. */
+/** The tail of a pack: its sealed header and the header's length. */
+export function packTail(keys: MasterKeys, blobs: PackBlob[]): Buffer[] {
+  const header = seal(keys.encryption, encodePackHeader(blobs), HEADER_AAD);
+  const len = Buffer.alloc(4);
+  len.writeUInt32LE(header.length, 0);
+  return [header, len];
+}
+
+/** Assemble a pack file from sealed blobs; returns its parts (written without concatenation), name and entries. */
 export function assemblePack(keys: MasterKeys, items: Array<Omit<PackBlob, 'offset' | 'length'> & { sealed: Buffer }>): {
-  bytes: Buffer;
+  parts: Buffer[];
+  size: number;
   id: string;
   blobs: PackBlob[];
 } {
   const blobs: PackBlob[] = [];
+  const hash = createHash('sha256');
   let offset = 0;
   for (const it of items) {
     blobs.push({ id: it.id, type: it.type, compression: it.compression, offset, length: it.sealed.length, rawLength: it.rawLength });
+    hash.update(it.sealed);
     offset += it.sealed.length;
   }
-  const header = seal(keys.encryption, encodePackHeader(blobs), HEADER_AAD);
-  const tail = Buffer.alloc(4);
-  tail.writeUInt32LE(header.length, 0);
-  const bytes = Buffer.concat([...items.map((i) => i.sealed), header, tail]);
-  return { bytes, id: sha256(bytes).toString('hex'), blobs };
+  const tail = packTail(keys, blobs);
+  for (const t of tail) hash.update(t);
+  const parts = [...items.map((i) => i.sealed), ...tail];
+  return { parts, size: offset + tail[0]!.length + 4, id: hash.digest('hex'), blobs };
 }
 
 export async function readPackHeader(storage: Storage, keys: MasterKeys, packId: string): Promise<PackBlob[]> {
@@ -120,14 +128,10 @@ export function openBlob(keys: MasterKeys, sealed: Buffer, blob: { id: Buffer; c
   } catch {
     throw new ChunkIntegrityError(idHex, packId, 'authentication failed (the stored bytes were changed)');
   }
-  if (blob.compression === Compression.DeflateRaw) {
-    try {
-      plain = inflateRawSync(plain);
-    } catch {
-      throw new ChunkIntegrityError(idHex, packId, 'cannot be decompressed');
-    }
-  } else if (blob.compression !== Compression.None) {
-    throw new ChunkIntegrityError(idHex, packId, `unknown compression ${blob.compression}`);
+  try {
+    plain = decompressChunk(plain, blob.compression, blob.rawLength);
+  } catch (err) {
+    throw new ChunkIntegrityError(idHex, packId, /unknown compression/.test((err as Error).message) ? (err as Error).message : 'cannot be decompressed');
   }
   if (plain.length !== blob.rawLength || !hmac(keys.id, plain).equals(blob.id)) {
     throw new ChunkIntegrityError(idHex, packId, 'content does not match its id');

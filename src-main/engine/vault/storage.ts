@@ -12,7 +12,8 @@ export const TMP_PREFIX = '.tmp-';
 /** What the vault layers need from a place that stores files; implemented by LocalStorage and test doubles. */
 export interface Storage {
   readonly location: string;
-  write(kind: FileKind, name: string, data: Uint8Array): Promise<void>;
+  /** data may be given in parts, written in order without being joined first. */
+  write(kind: FileKind, name: string, data: Uint8Array | readonly Uint8Array[]): Promise<void>;
   read(kind: FileKind, name: string): Promise<Buffer>;
   readAt(kind: FileKind, name: string, offset: number, length: number): Promise<Buffer>;
   size(kind: FileKind, name: string): Promise<number>;
@@ -35,17 +36,13 @@ async function fsyncDir(dir: string): Promise<void> {
 }
 
 /** Write data to file via temp + fsync + rename + dir fsync. */
-export async function writeFileAtomic(file: string, data: Uint8Array, opts: { exclusive?: boolean } = {}): Promise<void> {
+export async function writeFileAtomic(file: string, data: Uint8Array | readonly Uint8Array[], opts: { exclusive?: boolean } = {}): Promise<void> {
   const dir = path.dirname(file);
   const tmp = path.join(dir, `${TMP_PREFIX}${randomBytes(8).toString('hex')}`);
   const fh = await fsp.open(tmp, 'wx', 0o600);
   try {
     try {
-      let off = 0;
-      while (off < data.length) {
-        const { bytesWritten } = await fh.write(data, off, data.length - off);
-        off += bytesWritten;
-      }
+      await writeAll(fh, data instanceof Uint8Array ? [data] : data);
       await fh.sync();
     } finally {
       await fh.close();
@@ -60,6 +57,21 @@ export async function writeFileAtomic(file: string, data: Uint8Array, opts: { ex
   } catch (err) {
     await fsp.rm(tmp, { force: true }).catch(() => undefined);
     throw err;
+  }
+}
+
+async function writeAll(fh: fsp.FileHandle, parts: readonly Uint8Array[]): Promise<void> {
+  // writev in groups (IOV_MAX is 1024 on Linux); a short write continues from where it stopped.
+  for (let i = 0; i < parts.length; i += 512) {
+    let group = parts.slice(i, i + 512).filter((p) => p.length > 0);
+    while (group.length > 0) {
+      let { bytesWritten } = await fh.writev(group);
+      while (group.length > 0 && bytesWritten >= group[0]!.length) {
+        bytesWritten -= group[0]!.length;
+        group = group.slice(1);
+      }
+      if (group.length > 0 && bytesWritten > 0) group[0] = group[0]!.subarray(bytesWritten);
+    }
   }
 }
 
@@ -86,7 +98,7 @@ export class LocalStorage implements Storage {
     return path.join(this.location, kind, name);
   }
 
-  async write(kind: FileKind, name: string, data: Uint8Array): Promise<void> {
+  async write(kind: FileKind, name: string, data: Uint8Array | readonly Uint8Array[]): Promise<void> {
     const file = this.filePath(kind, name);
     if (kind !== 'config') await fsp.mkdir(path.dirname(file), { recursive: true });
     // Content-addressed files are never replaced: same name means same bytes.

@@ -1,0 +1,144 @@
+// EnginePool: a few engine workers and a job queue. Each worker holds at most two jobs (one running, one waiting)
+// so no core idles between jobs and big and small jobs balance out. A worker that dies fails every job in flight.
+import * as os from 'node:os';
+import { Worker } from 'node:worker_threads';
+import type { MasterKeys } from '../vault/keys.js';
+import type { VaultConfig } from '../vault/vault.js';
+import type { JobError, JobReply, JobValue, WorkerEvent, WorkerInit, WorkerJob } from './protocol.js';
+import { workerScript } from './worker-script.js';
+
+export class JobFailed extends Error {
+  readonly code: string | undefined;
+  readonly source: boolean;
+  readonly integrity: boolean;
+  constructor(e: JobError) {
+    super(e.message);
+    this.name = 'JobFailed';
+    this.code = e.code;
+    this.source = e.source;
+    this.integrity = e.integrity;
+  }
+}
+
+/** Workers to start: CLINICVAULT_WORKERS, else one per core, between 1 and 4. */
+export function workerCount(): number {
+  const env = Number(process.env.CLINICVAULT_WORKERS);
+  if (Number.isInteger(env) && env >= 1 && env <= 16) return env;
+  return Math.max(1, Math.min(4, os.availableParallelism()));
+}
+
+interface Pending {
+  job: WorkerJob;
+  resolve: (v: JobValue) => void;
+  reject: (e: unknown) => void;
+  worker?: number;
+}
+
+interface Slot {
+  worker: Worker;
+  running: Map<number, Pending>;
+}
+
+const PER_WORKER = 2;
+
+export class EnginePool {
+  private readonly slots: Slot[] = [];
+  private readonly queue: Array<{ id: number; p: Pending }> = [];
+  private nextId = 1;
+  private dead: Error | undefined;
+
+  constructor(
+    location: string,
+    keys: MasterKeys,
+    config: VaultConfig,
+    opts: { knownIds?: Uint8Array; onEvent?: (ev: WorkerEvent) => void; workers?: number } = {},
+  ) {
+    const init: WorkerInit = {
+      location,
+      encryptionKey: keys.encryption,
+      idKey: keys.id,
+      packSize: config.packSize,
+      cdc: config.chunking.files,
+      knownIds: opts.knownIds,
+    };
+    const url = workerScript('engine-worker', import.meta.url);
+    const n = opts.workers ?? workerCount();
+    for (let i = 0; i < n; i++) {
+      const worker = new Worker(url, { workerData: init, resourceLimits: { maxYoungGenerationSizeMb: 8 } });
+      const slot: Slot = { worker, running: new Map() };
+      worker.on('message', (msg: JobReply | WorkerEvent) => {
+        if (msg.type === 'pack') {
+          opts.onEvent?.(msg);
+          return;
+        }
+        const p = slot.running.get(msg.jobId);
+        if (!p) return;
+        slot.running.delete(msg.jobId);
+        if (msg.ok) p.resolve(msg.value);
+        else p.reject(new JobFailed(msg.error));
+        this.pump();
+      });
+      worker.on('error', (err) => this.fail(err));
+      worker.on('exit', (code) => {
+        if (code !== 0 || slot.running.size > 0) this.fail(new Error(`an engine worker stopped unexpectedly (exit code ${code})`));
+      });
+      this.slots.push(slot);
+    }
+  }
+
+  get size(): number {
+    return this.slots.length;
+  }
+
+  run<T extends JobValue>(job: WorkerJob): Promise<T> {
+    if (this.dead) return Promise.reject(this.dead);
+    return new Promise<T>((resolve, reject) => {
+      this.queue.push({ id: this.nextId++, p: { job, resolve: resolve as (v: JobValue) => void, reject } });
+      this.pump();
+    });
+  }
+
+  /** Run the job once on every worker (e.g. flush), after everything queued before it. */
+  async everyWorker(job: WorkerJob): Promise<JobValue[]> {
+    while (this.queue.length > 0 || this.slots.some((s) => s.running.size > 0)) {
+      await new Promise<void>((r) => setTimeout(r, 5));
+      if (this.dead) throw this.dead;
+    }
+    return Promise.all(
+      this.slots.map(
+        (slot) =>
+          new Promise<JobValue>((resolve, reject) => {
+            const id = this.nextId++;
+            slot.running.set(id, { job, resolve, reject });
+            slot.worker.postMessage({ jobId: id, job });
+          }),
+      ),
+    );
+  }
+
+  private pump(): void {
+    while (this.queue.length > 0) {
+      let best: Slot | undefined;
+      for (const s of this.slots) if (s.running.size < PER_WORKER && (!best || s.running.size < best.running.size)) best = s;
+      if (!best) return;
+      const { id, p } = this.queue.shift()!;
+      best.running.set(id, p);
+      best.worker.postMessage({ jobId: id, job: p.job });
+    }
+  }
+
+  private fail(err: Error): void {
+    if (this.dead) return;
+    this.dead = err;
+    for (const s of this.slots) {
+      for (const p of s.running.values()) p.reject(err);
+      s.running.clear();
+    }
+    for (const { p } of this.queue.splice(0)) p.reject(err);
+  }
+
+  async close(): Promise<void> {
+    this.fail(new Error('the engine pool was closed'));
+    await Promise.all(this.slots.map((s) => s.worker.terminate()));
+  }
+}

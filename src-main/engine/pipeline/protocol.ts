@@ -1,0 +1,80 @@
+// Messages between the main thread and engine workers (structured-clone friendly: no classes, Buffers arrive
+// as Uint8Array).
+
+export interface WorkerInit {
+  location: string;
+  encryptionKey: Uint8Array;
+  idKey: Uint8Array;
+  packSize: number;
+  cdc: { min: number; avg: number; max: number };
+  /** Chunk ids already in the vault (32 bytes each), so a backup does not store them again. */
+  knownIds?: Uint8Array;
+}
+
+/** Cut [offset, offset+length) of a file (all of it from offset when length is undefined) into chunks. */
+export interface ChunkJob {
+  kind: 'chunk';
+  path: string;
+  offset: number;
+  length?: number;
+  /** Fixed chunk size (database pages); content-defined chunking when absent. */
+  fixed?: number;
+}
+
+/** Write the given chunks, in order, into an existing file from fileOffset. */
+export interface RestoreJob {
+  kind: 'restore';
+  path: string;
+  fileOffset: number;
+  /** Pack-header entries (42 bytes each) of the chunks; their pack and offset are in packs/offsets. */
+  blobs: Uint8Array;
+  packs: string[];
+  offsets: number[];
+}
+
+export interface VerifyJob {
+  kind: 'verify';
+  packId: string;
+  /** The index's entries for this pack, in the pack-header layout. */
+  blobs: Uint8Array;
+}
+
+export type WorkerJob = ChunkJob | RestoreJob | VerifyJob | { kind: 'flush' } | { kind: 'sqlite-check'; path: string; quick: boolean };
+
+export interface ChunkResult {
+  ids: Uint8Array;
+  bytesRead: number;
+  chunksNew: number;
+  bytesNew: number;
+}
+
+export interface VerifyResult {
+  bytes: number;
+  hashOk: boolean;
+  headerOk: boolean;
+  bad: string[];
+  chunks: number;
+}
+
+export interface SqliteCheckResult {
+  integrityCheck: string;
+  tables: Record<string, number>;
+}
+
+export interface JobError {
+  message: string;
+  code?: string;
+  /** The error came from reading a source file (skip that file), not from the vault. */
+  source: boolean;
+  /** A chunk failed authentication or is missing. */
+  integrity: boolean;
+}
+
+export type JobValue = ChunkResult | VerifyResult | SqliteCheckResult | { bytes: number } | Record<string, never>;
+
+export type JobReply =
+  | { type: 'result'; jobId: number; ok: true; value: JobValue }
+  | { type: 'result'; jobId: number; ok: false; error: JobError };
+
+/** A pack became durable in the vault. header: its entries in the pack-header layout. */
+export type WorkerEvent = { type: 'pack'; id: string; size: number; header: Uint8Array };

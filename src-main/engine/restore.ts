@@ -1,13 +1,13 @@
 // Restore: a snapshot (or some paths of it) into a target folder. The whole plan is checked before anything is
 // written: no path may escape the target, no existing file is overwritten unless asked, and no symlink in the
 // target is followed. Every chunk is authenticated; a restored database is re-checked against the snapshot.
-import Database from 'better-sqlite3';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { BlobReader } from './blob-reader.js';
+import { EnginePool, JobFailed } from './pipeline/pool.js';
+import type { RestoreJob, SqliteCheckResult } from './pipeline/protocol.js';
+import { ChunkIntegrityError, encodePackHeader, type PackBlob } from './vault/pack.js';
 import { RefusedError, UsageError, isNoSpace, DriveFullError } from './errors.js';
-import { integrityCheck, tableCounts } from './sources/sqlite.js';
 import { decodeContent, type Snapshot, type TreeEntry } from './vault/snapshot.js';
 import type { Vault } from './vault/vault.js';
 import type { MasterIndex } from './vault/index-file.js';
@@ -44,6 +44,11 @@ export interface RestoreResult {
   failed: Array<{ path: string; reason: string }>;
   databases: DatabaseCheck[];
 }
+
+/** Large files are restored in segments of about this much, by several workers at once. */
+const SEGMENT = 32 * 1024 * 1024;
+/** Files being restored at once (their segments share the workers). */
+const FILES_IN_FLIGHT = 8;
 
 interface PlannedItem {
   display: string;
@@ -159,7 +164,8 @@ export async function restore(vault: Vault, snapshot: Snapshot, opts: RestoreOpt
   }
 
   const index = opts.index ?? (await vault.loadIndex());
-  const reader = new BlobReader(vault, index);
+  const pool = new EnginePool(vault.location, vault.keys, vault.config);
+  opts.signal?.addEventListener('abort', () => void pool.close(), { once: true });
   const progress: RestoreProgress = { filesDone: 0, filesTotal: files.length, bytesDone: 0, bytesTotal: files.reduce((a, f) => a + f.entry.size, 0) };
   const result: RestoreResult = { target, files: 0, bytes: 0, failed: [], databases: [] };
   let lastEmit = 0;
@@ -170,72 +176,115 @@ export async function restore(vault: Vault, snapshot: Snapshot, opts: RestoreOpt
       opts.onProgress?.({ ...progress });
     }
   };
+  const fatal: { err?: unknown } = {};
+
+  const restoreFile = async (it: PlannedItem, dir: string): Promise<void> => {
+    const finalPath = path.join(dir, it.segments[it.segments.length - 1]!);
+    const tmp = path.join(dir, `.clinicvault-partial-${randomBytes(6).toString('hex')}`);
+    try {
+      await (await fsp.open(tmp, 'wx', 0o600)).close();
+      // Split the file into segments of whole chunks; workers write them in place, in parallel.
+      const jobs: Array<Promise<{ bytes: number }>> = [];
+      let seg: { blobs: PackBlob[]; packs: string[]; offsets: number[]; start: number; raw: number } | undefined;
+      let fileOffset = 0;
+      const send = (): void => {
+        if (!seg || seg.blobs.length === 0) return;
+        const job: RestoreJob = { kind: 'restore', path: tmp, fileOffset: seg.start, blobs: encodePackHeader(seg.blobs), packs: seg.packs, offsets: seg.offsets };
+        const raw = seg.raw;
+        jobs.push(
+          pool.run<{ bytes: number }>(job).then((r) => {
+            progress.bytesDone += raw;
+            emit();
+            return r;
+          }),
+        );
+        seg = undefined;
+      };
+      for (const id of decodeContent(it.entry.content)) {
+        const hex = id.toString('hex');
+        const entry = index.get(hex);
+        if (!entry) throw new ChunkIntegrityError(hex, '(none)', 'is not in any pack (missing from the vault)');
+        seg ??= { blobs: [], packs: [], offsets: [], start: fileOffset, raw: 0 };
+        seg.blobs.push(entry.blob);
+        seg.packs.push(entry.pack);
+        seg.offsets.push(entry.blob.offset);
+        seg.raw += entry.blob.rawLength;
+        fileOffset += entry.blob.rawLength;
+        if (seg.raw >= SEGMENT) send();
+      }
+      send();
+      const settled = await Promise.allSettled(jobs);
+      const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed) throw failed.reason;
+      const fh = await fsp.open(tmp, 'r+');
+      try {
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await fsp.chmod(tmp, it.entry.mode & 0o777 || 0o600);
+      const when = new Date(it.entry.mtimeMs);
+      await fsp.utimes(tmp, when, when);
+      if (!opts.overwrite && (await fsp.lstat(finalPath).then(() => true, () => false))) {
+        throw new RefusedError(`${finalPath} appeared during the restore; it was left as it is.`);
+      }
+      await fsp.rename(tmp, finalPath);
+      result.files++;
+      result.bytes += it.entry.size;
+    } catch (err) {
+      await fsp.rm(tmp, { force: true }).catch(() => undefined);
+      if (isNoSpace(err)) {
+        fatal.err ??= new DriveFullError(`The restore target ${target} is full. Free up space or restore to another disk; ${result.files} file(s) were restored so far.`, { cause: err });
+      } else if (err instanceof RefusedError || !(err instanceof ChunkIntegrityError || (err instanceof JobFailed && (err.integrity || err.code)) || (err as NodeJS.ErrnoException).code)) {
+        // Not about this file (a worker died, the pool was closed): stop rather than report every file as failed.
+        fatal.err ??= err;
+      } else {
+        result.failed.push({ path: it.display, reason: (err as Error).message });
+      }
+      return;
+    } finally {
+      progress.filesDone++;
+      emit();
+    }
+    if (it.sqliteSource) {
+      const check = await pool.run<SqliteCheckResult>({ kind: 'sqlite-check', path: finalPath, quick: false });
+      result.databases.push(databaseCheck(finalPath, it.sqliteSource.label, it.sqliteSource.tables, check));
+    }
+  };
+
   try {
+    // Folders first (in order, no links followed), then files with a few in flight at once.
+    const running = new Set<Promise<void>>();
     for (const it of plan) {
       opts.signal?.throwIfAborted();
+      if (fatal.err) break;
       if (it.entry.type === 'dir') {
         await ensureDir(target, it.segments);
         continue;
       }
       const dir = await ensureDir(target, it.segments.slice(0, -1));
-      const finalPath = path.join(dir, it.segments[it.segments.length - 1]!);
-      const tmp = path.join(dir, `.clinicvault-partial-${randomBytes(6).toString('hex')}`);
-      try {
-        const fh = await fsp.open(tmp, 'wx', 0o600);
-        try {
-          for (const id of decodeContent(it.entry.content)) {
-            const data = await reader.read(id);
-            await fh.write(data);
-            progress.bytesDone += data.length;
-            emit();
-          }
-          await fh.sync();
-        } finally {
-          await fh.close();
-        }
-        await fsp.chmod(tmp, it.entry.mode & 0o777 || 0o600);
-        const when = new Date(it.entry.mtimeMs);
-        await fsp.utimes(tmp, when, when);
-        if (!opts.overwrite && (await fsp.lstat(finalPath).then(() => true, () => false))) {
-          throw new RefusedError(`${finalPath} appeared during the restore; it was left as it is.`);
-        }
-        await fsp.rename(tmp, finalPath);
-        result.files++;
-        result.bytes += it.entry.size;
-      } catch (err) {
-        await fsp.rm(tmp, { force: true }).catch(() => undefined);
-        if (isNoSpace(err)) throw new DriveFullError(`The restore target ${target} is full. Free up space or restore to another disk; ${result.files} file(s) were restored so far.`, { cause: err });
-        if (err instanceof RefusedError) throw err;
-        result.failed.push({ path: it.display, reason: (err as Error).message });
-      }
-      progress.filesDone++;
-      emit();
-      if (it.sqliteSource && !result.failed.some((f) => f.path === it.display)) {
-        result.databases.push(checkDatabase(finalPath, it.sqliteSource.label, it.sqliteSource.tables));
-      }
+      const p: Promise<void> = restoreFile(it, dir).finally(() => running.delete(p));
+      running.add(p);
+      if (running.size >= FILES_IN_FLIGHT) await Promise.race(running);
     }
-    // Folder times last, deepest first, since writing files into them changes them.
+    await Promise.all(running);
+    opts.signal?.throwIfAborted();
+    if (fatal.err) throw fatal.err;
     const dirs = plan.filter((p) => p.entry.type === 'dir').sort((a, b) => b.segments.length - a.segments.length);
     for (const d of dirs) {
       const when = new Date(d.entry.mtimeMs);
       await fsp.utimes(path.join(target, ...d.segments), when, when).catch(() => undefined);
     }
   } finally {
-    await reader.close();
+    await pool.close();
     emit(true);
   }
   return result;
 }
 
-export function checkDatabase(file: string, label: string, expected: Record<string, number>): DatabaseCheck {
-  const db = new Database(file, { readonly: true, fileMustExist: true });
-  try {
-    const actual = tableCounts(db);
-    const check = integrityCheck(db);
-    const keys = new Set([...Object.keys(expected), ...Object.keys(actual)]);
-    const countsOk = [...keys].every((k) => expected[k] === actual[k]);
-    return { label, path: file, integrityCheck: check, expected, actual, ok: check === 'ok' && countsOk };
-  } finally {
-    db.close();
-  }
+function databaseCheck(file: string, label: string, expected: Record<string, number>, check: SqliteCheckResult): DatabaseCheck {
+  const actual = check.tables;
+  const keys = new Set([...Object.keys(expected), ...Object.keys(actual)]);
+  const countsOk = [...keys].every((k) => expected[k] === actual[k]);
+  return { label, path: file, integrityCheck: check.integrityCheck, expected, actual, ok: check.integrityCheck === 'ok' && countsOk };
 }

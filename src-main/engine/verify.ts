@@ -2,9 +2,10 @@
 // chunk a snapshot needs is indexed and its pack is present at the right size. --read-data also reads every pack,
 // checks its checksum and authenticates, decompresses and re-hashes every chunk. Damage is reported as what it
 // affects: which pack, which snapshots, which files.
-import { sha256 } from './vault/crypto.js';
+import { EnginePool } from './pipeline/pool.js';
+import type { VerifyResult } from './pipeline/protocol.js';
 import type { MasterIndex } from './vault/index-file.js';
-import { ChunkIntegrityError, openBlob, parsePack } from './vault/pack.js';
+import { encodePackHeader } from './vault/pack.js';
 import { decodeContent } from './vault/snapshot.js';
 import type { SnapshotListing, Vault } from './vault/vault.js';
 
@@ -97,53 +98,55 @@ export async function verify(vault: Vault, opts: VerifyOptions = {}): Promise<Ve
   const progress: VerifyProgress = { packsDone: 0, packsTotal: packIds.length, bytesDone: 0, bytesTotal };
   let chunksChecked = 0;
   let bytesRead = 0;
-  for (const packId of packIds) {
+  const pool = opts.readData ? new EnginePool(vault.location, vault.keys, vault.config) : undefined;
+  opts.signal?.addEventListener('abort', () => void pool?.close(), { once: true });
+  try {
+    const reads: Array<Promise<void>> = [];
+    for (const packId of packIds) {
+      opts.signal?.throwIfAborted();
+      const rec = index.packs.get(packId)!;
+      if (!storedPacks.has(packId)) {
+        if (needed.has(packId)) markPack(packId, 'the file is missing from the drive');
+        continue;
+      }
+      const size = await vault.storage.size('data', packId);
+      const minSize = packLength(index, packId) + 4;
+      if (size < minSize) {
+        markPack(packId, `the file is truncated (${size} bytes, at least ${minSize} expected)`);
+        continue;
+      }
+      if (!pool) {
+        progress.packsDone++;
+        opts.onProgress?.({ ...progress });
+        continue;
+      }
+      // Workers read each pack whole, check its checksum and header, and authenticate every chunk in it.
+      reads.push(
+        pool.run<VerifyResult>({ kind: 'verify', packId, blobs: encodePackHeader(rec.blobs) }).then((r) => {
+          bytesRead += r.bytes;
+          chunksChecked += r.chunks;
+          if (r.bad.length > 0) markPack(packId, 'some of its contents fail authentication', new Set(r.bad));
+          else if (!r.hashOk || !r.headerOk) {
+            problems.push({
+              kind: 'pack',
+              file: packId,
+              message: `pack ${packId.slice(0, 12)} is damaged: ${r.headerOk ? 'its checksum does not match' : 'its header cannot be read'}, although every chunk in it still reads correctly; no backup is affected`,
+              affectedSnapshots: [],
+              affectedFiles: [],
+            });
+          }
+          progress.bytesDone += r.bytes;
+          progress.packsDone++;
+          opts.onProgress?.({ ...progress });
+        }),
+      );
+    }
+    const settled = await Promise.allSettled(reads);
     opts.signal?.throwIfAborted();
-    const rec = index.packs.get(packId)!;
-    if (!storedPacks.has(packId)) {
-      if (needed.has(packId)) markPack(packId, 'the file is missing from the drive');
-      continue;
-    }
-    const size = await vault.storage.size('data', packId);
-    const minSize = packLength(index, packId) + 4;
-    if (size < minSize) {
-      markPack(packId, `the file is truncated (${size} bytes, at least ${minSize} expected)`);
-      continue;
-    }
-    if (opts.readData) {
-      const bytes = await vault.storage.read('data', packId);
-      bytesRead += bytes.length;
-      const hashOk = sha256(bytes).toString('hex') === packId;
-      const bad = new Set<string>();
-      for (const b of rec.blobs) {
-        try {
-          openBlob(vault.keys, bytes.subarray(b.offset, b.offset + b.length), b, packId);
-        } catch (err) {
-          if (!(err instanceof ChunkIntegrityError)) throw err;
-          bad.add(b.id.toString('hex'));
-        }
-        chunksChecked++;
-      }
-      let headerOk = true;
-      try {
-        parsePack(vault.keys, bytes, packId);
-      } catch {
-        headerOk = false;
-      }
-      if (bad.size > 0) markPack(packId, 'some of its contents fail authentication', bad);
-      else if (!hashOk || !headerOk) {
-        problems.push({
-          kind: 'pack',
-          file: packId,
-          message: `pack ${packId.slice(0, 12)} is damaged: ${headerOk ? 'its checksum does not match' : 'its header cannot be read'}, although every chunk in it still reads correctly; no backup is affected`,
-          affectedSnapshots: [],
-          affectedFiles: [],
-        });
-      }
-      progress.bytesDone += bytes.length;
-    }
-    progress.packsDone++;
-    opts.onProgress?.({ ...progress });
+    const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+  } finally {
+    await pool?.close();
   }
   const unreferencedPacks = [...storedPacks].filter((p) => !index.packs.has(p)).length;
   return {

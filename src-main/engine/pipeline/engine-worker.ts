@@ -219,10 +219,16 @@ function restoreJob(job: RestoreJob): JobValue {
 
 // ---------------------------------------------------------------- verify: read a whole pack and check everything
 function verifyJob(job: VerifyJob): JobValue {
-  const bytes = fs.readFileSync(storage.filePath('data', job.packId));
+  const blobs = decodePackHeader(Buffer.from(job.blobs));
+  let bytes: Buffer;
+  try {
+    bytes = fs.readFileSync(storage.filePath('data', job.packId));
+  } catch {
+    // Unreadable (I/O error, removed meanwhile): every chunk in it is lost.
+    return { bytes: 0, hashOk: false, headerOk: false, bad: blobs.map((b) => b.id.toString('hex')), chunks: blobs.length };
+  }
   const hashOk = createHash('sha256').update(bytes).digest('hex') === job.packId;
   const bad: string[] = [];
-  const blobs = decodePackHeader(Buffer.from(job.blobs));
   for (const b of blobs) {
     try {
       openBlob(keys, bytes.subarray(b.offset, b.offset + b.length), b, job.packId);

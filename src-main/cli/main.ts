@@ -10,7 +10,7 @@ import { Inventory, appDataDir } from '../engine/inventory/inventory.js';
 import { Vault } from '../engine/vault/vault.js';
 import { checkNewPassphrase, makePassphraseSlot, makeRecoverySlot, readSlots, unlock, writeSlot, generateRecoveryKey } from '../engine/vault/keys.js';
 import { VaultLock } from '../engine/vault/lock.js';
-import { runBackup, runRestore, runVerify, rebuildInventory } from '../services/operations.js';
+import { runBackup, runRestore, runRestorePostgres, runVerify, rebuildInventory } from '../services/operations.js';
 import { newPassphrase, openingSecret, type SecretFlags } from './secrets.js';
 import { progressBar } from './progress.js';
 import type { Snapshot } from '../engine/vault/snapshot.js';
@@ -102,15 +102,17 @@ export function buildProgram(): Command {
   secretOptions(
     program
       .command('backup')
-      .description('back up SQLite databases and folders into the vault')
+      .description('back up SQLite and PostgreSQL databases and folders into the vault')
       .requiredOption('--vault <dir>', 'vault folder')
       .option('--sqlite <file>', 'SQLite database to back up (repeatable)', collect, [])
+      .option('--postgres <url>', 'PostgreSQL database, postgres://user@host:port/db without password; the password comes from PGPASSWORD or .pgpass (repeatable)', collect, [])
+      .option('--pg-role-passwords', 'also save role passwords with the PostgreSQL roles (needs a superuser)')
       .option('--folder <dir>', 'folder to back up, e.g. the media root (repeatable)', collect, [])
       .option('--label <name>', 'a name for this backup, stored as a tag (e.g. pre-migration)')
       .option('--tag <tag>', 'tag for this backup (repeatable)', collect, [])
       .option('--exclude <pattern>', 'exclude files matching this pattern (repeatable; replaces the defaults)', collect, [])
       .option('--json', 'machine-readable output'),
-  ).action(async (o: VaultFlags & { sqlite: string[]; folder: string[]; label?: string; tag: string[]; exclude: string[] }) => {
+  ).action(async (o: VaultFlags & { sqlite: string[]; postgres: string[]; pgRolePasswords?: boolean; folder: string[]; label?: string; tag: string[]; exclude: string[] }) => {
     const vault = await openVault(o);
     const bar = progressBar(!o.json, 'Backing up');
     const tags = [...o.tag, ...(o.label ? [o.label] : [])];
@@ -118,6 +120,8 @@ export function buildProgram(): Command {
     const result = await withInventory((inv) =>
       runBackup(inv, vault, {
         sqlite: o.sqlite,
+        postgres: o.postgres,
+        pgRolePasswords: !!o.pgRolePasswords,
         folders: o.folder,
         tags,
         excludes: o.exclude.length ? o.exclude : undefined,
@@ -150,7 +154,7 @@ export function buildProgram(): Command {
       out('No backups in this vault yet.');
     } else {
       for (const s of snapshots) {
-        const srcs = s.snapshot.sources.map((x) => (x.kind === 'sqlite' ? `${x.label} (database)` : `${x.label} (${x.fileCount} files)`)).join(', ');
+        const srcs = s.snapshot.sources.map((x) => (x.kind === 'folder' ? `${x.label} (${x.fileCount} files)` : `${x.label} (${x.kind === 'sqlite' ? 'SQLite' : 'PostgreSQL'} database)`)).join(', ');
         out(`${s.id.slice(0, 8)}  ${s.snapshot.time}  ${s.snapshot.host}  ${srcs}${s.snapshot.tags.length ? '  [' + s.snapshot.tags.join(', ') + ']' : ''}`);
       }
     }
@@ -161,20 +165,52 @@ export function buildProgram(): Command {
   secretOptions(
     program
       .command('restore')
-      .description('restore a backup (or some paths of it) into a folder')
+      .description('restore a backup (or some paths of it) into a folder, or its PostgreSQL database into a server')
       .requiredOption('--vault <dir>', 'vault folder')
       .option('--snapshot <id>', 'snapshot id (or a unique prefix), or "latest"', 'latest')
-      .requiredOption('--target <dir>', 'folder to restore into (best: a new, empty folder)')
+      .option('--target <dir>', 'folder to restore into (best: a new, empty folder)')
+      .option('--postgres-target <url>', 'PostgreSQL server to restore the database into: postgres://user@host:port/<live database name>')
+      .option('--as-new-database <name>', 'name of the new database (default <name>_restored_<time>)')
+      .option('--replace', 'after the new database is checked, swap it in for the live one (kept as <name>_before_restore_<time>)')
+      .option('--table <name>', 'restore only this table (schema.table or table; repeatable) into a scratch database', collect, [])
+      .option('--source <name>', 'which database of the backup, when it holds several')
       .option('--include <path>', 'restore only this path, e.g. media/patients/123 (repeatable)', collect, [])
       .option('--overwrite', 'replace files that already exist in the target')
       .option('--json', 'machine-readable output'),
-  ).action(async (o: VaultFlags & { snapshot: string; target: string; include: string[]; overwrite?: boolean }) => {
+  ).action(async (o: VaultFlags & { snapshot: string; target?: string; include: string[]; overwrite?: boolean; postgresTarget?: string; asNewDatabase?: string; replace?: boolean; table: string[]; source?: string }) => {
+    if (!o.target && !o.postgresTarget) throw new UsageError('Say where to restore: --target DIR for files, or --postgres-target URL for a PostgreSQL database.');
+    if (o.target && o.postgresTarget) throw new UsageError('Give either --target or --postgres-target, not both.');
     const vault = await openVault(o);
     const snap = await vault.resolveSnapshot(o.snapshot);
+    if (o.postgresTarget) {
+      const r = await withInventory((inv) =>
+        runRestorePostgres(inv, vault, snap, {
+          target: o.postgresTarget!,
+          asNewDatabase: o.asNewDatabase,
+          replace: !!o.replace,
+          tables: o.table.length ? o.table : undefined,
+          source: o.source,
+          tmpDir: path.join(appDataDir(), 'tmp'),
+          log: (m) => {
+            if (!o.json) err(m);
+          },
+        }),
+      );
+      if (o.json) {
+        out(JSON.stringify({ snapshot: snap.id, ...r }));
+      } else {
+        const n = Object.keys(r.tables).length;
+        out(`Restored backup ${snap.id.slice(0, 8)} (${snap.snapshot.time}) into the database "${r.database}": ${n} table(s), every row count matches the backup.`);
+        if (r.replaced?.keptAs) out(`The previous database is kept as "${r.replaced.keptAs}"; remove it once the clinic has checked the restored data.`);
+        for (const w of r.warnings) err(`Warning: ${w}`);
+      }
+      return;
+    }
+    const target = o.target!;
     const bar = progressBar(!o.json, 'Restoring');
     const result = await withInventory((inv) =>
       runRestore(inv, vault, snap, {
-        target: o.target,
+        target,
         include: o.include,
         overwrite: !!o.overwrite,
         onProgress: (p) => bar.update(p.bytesDone, p.bytesTotal, { done: p.filesDone, total: p.filesTotal }),

@@ -3,16 +3,17 @@
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { sqliteChunkSize } from './chunker/chunkers.js';
-import { DriveFullError, UsageError, formatBytes, isNoSpace } from './errors.js';
+import { ClinicVaultError, DriveFullError, UsageError, formatBytes, isNoSpace } from './errors.js';
 import { EnginePool, JobFailed } from './pipeline/pool.js';
 import type { ChunkResult, SqliteCheckResult } from './pipeline/protocol.js';
-import { copySqlite } from './sources/sqlite.js';
+import { checkSqliteSource, copyPathIn, describeCopyError } from './sources/sqlite.js';
+import { connect, describeDatabase, describePgError, findPgTools, parsePostgresUrl, pgEnv, type PgTarget } from './sources/postgres.js';
 import { DEFAULT_EXCLUDES, walkFolder, describeFsError, type WalkedFile } from './sources/folder.js';
 import { decodePackHeader } from './vault/pack.js';
 import { writeIndexFile, type MasterIndex, type PackRecord } from './vault/index-file.js';
 import { VaultLock } from './vault/lock.js';
-import { decodeContent, writeSnapshot, type AuditRecord, type FolderSource, type Snapshot, type SnapshotSource, type SqliteSource, type TreeEntry } from './vault/snapshot.js';
-import type { Vault } from './vault/vault.js';
+import { decodeContent, writeSnapshot, type AuditRecord, type FolderSource, type PostgresSource, type Snapshot, type SnapshotSource, type SqliteSource, type TreeEntry } from './vault/snapshot.js';
+import { DEFAULT_DUMP_CHUNKING, type Vault } from './vault/vault.js';
 
 export interface BackupProgress {
   phase: 'preparing' | 'reading' | 'finishing';
@@ -25,6 +26,10 @@ export interface BackupProgress {
 
 export interface BackupOptions {
   sqlite?: string[];
+  /** PostgreSQL connection URLs (no password: PGPASSWORD / .pgpass / the app's secret store). */
+  postgres?: string[];
+  /** Include role passwords in the PostgreSQL globals (needs a superuser); off by default. */
+  pgRolePasswords?: boolean;
   folders?: string[];
   tags?: string[];
   excludes?: string[];
@@ -76,8 +81,11 @@ function validateLabels(sources: Array<{ label: string; path: string }>): void {
 export async function backup(vault: Vault, opts: BackupOptions): Promise<BackupResult> {
   const sqlite = (opts.sqlite ?? []).map((p) => path.resolve(p));
   const folders = (opts.folders ?? []).map((p) => path.resolve(p));
-  if (sqlite.length + folders.length === 0) throw new UsageError('Nothing to back up: give at least one --sqlite FILE or --folder DIR.');
-  validateLabels([...sqlite, ...folders].map((p) => ({ label: sourceLabel(p), path: p })));
+  const postgres = (opts.postgres ?? []).map((u) => parsePostgresUrl(u));
+  if (sqlite.length + folders.length + postgres.length === 0) {
+    throw new UsageError('Nothing to back up: give at least one --sqlite FILE, --postgres URL or --folder DIR.');
+  }
+  validateLabels([...[...sqlite, ...folders].map((p) => ({ label: sourceLabel(p), path: p })), ...postgres.map((t) => ({ label: t.database, path: t.url }))]);
   const now = opts.now ?? (() => new Date());
   const log = opts.log ?? (() => undefined);
   const started = now();
@@ -91,7 +99,7 @@ export async function backup(vault: Vault, opts: BackupOptions): Promise<BackupR
     if (index.recoveredPacks.length > 0) log(`Reused ${index.recoveredPacks.length} pack(s) written by an interrupted backup.`);
     const run = new BackupRun(vault, index, opts, started);
     try {
-      const { sources, parentId } = await run.collect(sqlite, folders);
+      const { sources, parentId } = await run.collect(sqlite, folders, postgres);
       opts.onProgress?.({ ...run.progress, phase: 'finishing' });
       await run.finish();
       const snapshot: Snapshot = {
@@ -233,18 +241,44 @@ class BackupRun {
     return r.value;
   }
 
-  async collect(sqlite: string[], folders: string[]): Promise<{ sources: SnapshotSource[]; parentId: string | null }> {
+  async collect(sqlite: string[], folders: string[], postgres: PgTarget[] = []): Promise<{ sources: SnapshotSource[]; parentId: string | null }> {
     const tmpDir = this.opts.tmpDir ?? path.join(os.tmpdir(), 'clinicvault');
-    // 1. Consistent database copies first, so they are as close to the start time as possible.
+    // 0. PostgreSQL: a repeatable-read transaction per database, whose snapshot pg_dump will share.
+    const pgs = [];
+    for (const target of postgres) {
+      this.progress.source = target.database;
+      this.emit(true);
+      const client = await connect(target);
+      this.cleanups.push(() => client.end());
+      try {
+        await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY');
+        const snap = (await client.query<{ s: string }>('SELECT pg_export_snapshot() AS s')).rows[0]!.s;
+        const desc = await describeDatabase(client);
+        const tools = await findPgTools(desc.major, desc.serverVersion);
+        pgs.push({ target, client, snap, desc, tools });
+        this.progress.filesTotal++;
+        this.progress.bytesTotal += desc.databaseSize;
+      } catch (err) {
+        throw err instanceof ClinicVaultError ? err : describePgError(err, target);
+      }
+    }
+    // 1. Consistent database copies first, so they are as close to the start time as possible. Workers make
+    // them while this thread walks the folders.
+    const pool = (this.pool = this.startPool());
     const copies = [];
     for (const db of sqlite) {
-      this.progress.source = sourceLabel(db);
-      this.emit(true);
-      const copy = await copySqlite(db, tmpDir);
-      this.cleanups.push(copy.cleanup);
-      copies.push({ db, copy });
+      await checkSqliteSource(db);
+      const { copyPath, cleanup } = await copyPathIn(tmpDir);
+      this.cleanups.push(cleanup);
+      const made: Promise<Settled<{ pageSize: number; size: number }>> = pool.run<{ pageSize: number; size: number }>({ kind: 'sqlite-copy', source: db, path: copyPath }).then(
+        (value) => {
+          this.progress.bytesTotal += value.size;
+          return { ok: true as const, value };
+        },
+        (error: unknown) => ({ ok: false as const, error: describeCopyError(db, error) }),
+      );
+      copies.push({ db, copyPath, made });
       this.progress.filesTotal++;
-      this.progress.bytesTotal += copy.size;
     }
     // 2. Walk folders and compare with the parent snapshot to know how much must be read.
     const { snapshots } = await this.vault.listSnapshots();
@@ -272,16 +306,30 @@ class BackupRun {
     this.emit(true);
 
     // 3. Queue everything that must be read; the workers read, cut, dedup, compress, seal and write packs.
-    const pool = (this.pool = this.startPool());
-    const dbJobs = copies.map(({ copy }) => {
+    const dbJobs = copies.map(async ({ copyPath, made }) => {
+      const copy = this.check(await made);
       const fixed = sqliteChunkSize(copy.pageSize, this.vault.config.chunking.sqlite.minBytes);
-      const check = this.job(pool, pool.run<SqliteCheckResult>({ kind: 'sqlite-check', path: copy.copyPath, quick: true }));
+      const check = this.job(pool, pool.run<SqliteCheckResult>({ kind: 'sqlite-check', path: copyPath, quick: true }));
       const segments: Array<Promise<Settled<ChunkResult>>> = [];
       for (let off = 0; off < Math.max(copy.size, 1); off += DB_SEGMENT) {
         const length = off + DB_SEGMENT >= copy.size ? undefined : DB_SEGMENT;
-        segments.push(this.job(pool, pool.run<ChunkResult>({ kind: 'chunk', path: copy.copyPath, offset: off, length, fixed })));
+        segments.push(this.job(pool, pool.run<ChunkResult>({ kind: 'chunk', path: copyPath, offset: off, length, fixed })));
       }
-      return { check, segments };
+      return { copy, check, segments };
+    });
+    // A failed copy is reported where its result is collected, not as an unhandled rejection.
+    for (const d of dbJobs) d.catch(() => undefined);
+    const dumpCdc = this.vault.config.chunking.dumps ?? DEFAULT_DUMP_CHUNKING;
+    const pgJobs = pgs.map(({ target, snap, tools }) => {
+      const env = pgEnv(target);
+      const dump = this.job(
+        pool,
+        pool.run<ChunkResult>({ kind: 'command', command: tools.pgDump, args: ['--format=custom', '--compress=0', '--no-password', `--snapshot=${snap}`], env, cdc: dumpCdc }),
+      );
+      const globalsArgs = ['--globals-only', '--no-password', `--database=${target.database}`];
+      if (!this.opts.pgRolePasswords) globalsArgs.push('--no-role-passwords');
+      const globals = this.job(pool, pool.run<ChunkResult>({ kind: 'command', command: tools.pgDumpall, args: globalsArgs, env, cdc: dumpCdc }));
+      return { dump, globals };
     });
     const fileJobs = walks.map(({ plan }) =>
       plan.map(({ f, reuse }) =>
@@ -291,17 +339,58 @@ class BackupRun {
 
     // 4. Collect results in order.
     const sources: SnapshotSource[] = [];
-    for (const [i, { db, copy }] of copies.entries()) {
+    for (const [i, { target, client, snap, desc, tools }] of pgs.entries()) {
+      this.progress.source = target.database;
+      const dumped = await pgJobs[i]!.dump;
+      if (!dumped.ok && dumped.error instanceof JobFailed && dumped.error.source && !this.fatal) {
+        throw new ClinicVaultError(`The PostgreSQL backup of "${target.database}" failed: ${dumped.error.message}. No snapshot was recorded; earlier backups are intact.`);
+      }
+      const dump = this.check(dumped);
+      // The dump is complete: the transaction that held its snapshot can end.
+      await client.query('COMMIT').catch(() => undefined);
+      const g = await pgJobs[i]!.globals;
+      let globals: PostgresSource['globals'] = { included: true, rolePasswords: !!this.opts.pgRolePasswords };
+      const entries: TreeEntry[] = [
+        { path: `${target.database}.dump`, type: 'file', size: dump.bytesRead, mode: 0o600, mtimeMs: this.started.getTime(), content: Buffer.from(dump.ids).toString('base64') },
+      ];
+      if (g.ok) {
+        entries.push({ path: 'globals.sql', type: 'file', size: g.value.bytesRead, mode: 0o600, mtimeMs: this.started.getTime(), content: Buffer.from(g.value.ids).toString('base64') });
+      } else {
+        if (this.fatal) throw this.fatal;
+        const why = (g.error as Error).message;
+        globals = { included: false, rolePasswords: false, problem: why };
+        this.warnings.push(`The roles of the PostgreSQL server could not be saved (${why}). The database itself was backed up; on a new server, create its owner role "${desc.owner}" before restoring.`);
+      }
+      this.progress.filesDone++;
+      sources.push({
+        kind: 'postgres',
+        label: target.database,
+        originalPath: target.url,
+        server: { host: target.host, port: target.port, database: target.database, user: target.user, version: desc.serverVersion, versionNum: desc.serverVersionNum },
+        databaseSize: desc.databaseSize,
+        owner: desc.owner,
+        encoding: desc.encoding,
+        collate: desc.collate,
+        ctype: desc.ctype,
+        dump: { format: 'custom', compression: 0, size: dump.bytesRead, tool: tools.version, snapshot: snap },
+        globals,
+        tables: desc.tables,
+        migrations: desc.migrations,
+        entries,
+      });
+    }
+    for (const [i, { db }] of copies.entries()) {
       const label = sourceLabel(db);
       this.progress.source = label;
+      const { copy, check, segments } = await dbJobs[i]!;
       const ids: Uint8Array[] = [];
       let read = 0;
-      for (const seg of dbJobs[i]!.segments) {
+      for (const seg of segments) {
         const r = this.check(await seg);
         ids.push(r.ids);
         read += r.bytesRead;
       }
-      const { integrityCheck, tables } = this.check(await dbJobs[i]!.check);
+      const { integrityCheck, tables } = this.check(await check);
       if (integrityCheck !== 'ok') {
         this.warnings.push(`The database ${db} failed SQLite's quick integrity check (${integrityCheck.split('\n')[0]}). It was backed up as it is; have it checked.`);
       }

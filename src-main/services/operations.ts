@@ -4,6 +4,7 @@ import { backup, type BackupOptions, type BackupResult } from '../engine/backup.
 import { ClinicVaultError } from '../engine/errors.js';
 import type { Inventory } from '../engine/inventory/inventory.js';
 import { restore, type RestoreOptions, type RestoreResult } from '../engine/restore.js';
+import { restorePostgres, type PgRestoreOptions, type PgRestoreResult } from '../engine/restore-postgres.js';
 import { verify, type VerifyOptions, type VerifyReport } from '../engine/verify.js';
 import type { SnapshotListing, Vault } from '../engine/vault/vault.js';
 
@@ -22,7 +23,7 @@ export async function runBackup(inv: Inventory, vault: Vault, opts: Omit<BackupO
   inv.upsertVault(vault.id, vault.location, vault.config.created);
   return tracked(inv, 'backup', vault.id, async (runId) => {
     // The snapshot carries the audit history up to and including this backup's start.
-    inv.audit('backup.start', vault.id, { sources: [...(opts.sqlite ?? []), ...(opts.folders ?? [])].length });
+    inv.audit('backup.start', vault.id, { sources: [...(opts.sqlite ?? []), ...(opts.folders ?? []), ...(opts.postgres ?? [])].length });
     const result = await backup(vault, { ...opts, audit: inv.auditLog() });
     const files = result.snapshot.sources.reduce((a, s) => a + s.entries.filter((e) => e.type === 'file').length, 0);
     inv.recordSnapshot(vault.id, result.snapshotId, result.snapshot);
@@ -51,6 +52,23 @@ export async function runRestore(inv: Inventory, vault: Vault, snap: SnapshotLis
       files: result.files,
       failed: result.failed.length,
       databasesOk: result.databases.every((d) => d.ok),
+    });
+    return result;
+  });
+}
+
+export async function runRestorePostgres(inv: Inventory, vault: Vault, snap: SnapshotListing, opts: PgRestoreOptions): Promise<PgRestoreResult> {
+  inv.upsertVault(vault.id, vault.location, vault.config.created);
+  return tracked(inv, 'restore', vault.id, async (runId) => {
+    const result = await restorePostgres(vault, snap.snapshot, opts);
+    inv.endRun(runId, 'ok', { snapshotId: snap.id });
+    inv.audit('restore.postgres', vault.id, {
+      snapshot: snap.id,
+      server: opts.target,
+      database: result.database,
+      replaced: result.replaced,
+      tables: opts.tables ?? 'all',
+      rowCountsMatch: result.ok,
     });
     return result;
   });

@@ -2,7 +2,9 @@
 // its own files, so reading, hashing, compressing, encrypting and writing overlap across cores while the main
 // thread only keeps the books. Jobs run one at a time per worker, in the order they arrive.
 import Database from 'better-sqlite3';
+import { spawn } from 'node:child_process';
 import { createHash, createHmac } from 'node:crypto';
+import * as path from 'node:path';
 import * as fs from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { setFlagsFromString } from 'node:v8';
@@ -12,10 +14,10 @@ import { compressChunk, compressorsMade } from '../vault/compress.js';
 import { seal } from '../vault/crypto.js';
 import type { MasterKeys } from '../vault/keys.js';
 import { BLOB_AAD, BlobType, ChunkIntegrityError, decodePackHeader, openBlob, parsePack } from '../vault/pack.js';
-import { integrityCheck, tableCounts } from '../sources/sqlite.js';
+import { copySqliteTo, integrityCheck, tableCounts } from '../sources/sqlite.js';
 import { LocalStorage } from '../vault/storage.js';
 import { PackWriter } from './pack-writer.js';
-import type { ChunkJob, JobReply, JobValue, RestoreJob, VerifyJob, WorkerInit, WorkerJob, WorkerEvent } from './protocol.js';
+import type { ChunkJob, ChunkResult, CommandJob, JobReply, JobValue, RestoreJob, VerifyJob, WorkerInit, WorkerJob, WorkerEvent } from './protocol.js';
 
 const init = workerData as WorkerInit;
 const keys: MasterKeys = { encryption: Buffer.from(init.encryptionKey), id: Buffer.from(init.idKey) };
@@ -38,14 +40,14 @@ let readBuf: Buffer | undefined;
 
 // Compressor instances and sealed chunks are native memory that V8's heuristics under-count; without help a
 // worker cutting a 200 MB database into 4 KiB pages grows by ~150 MB. A full collection every few thousand
-// compressor instances, or every 64 MiB sealed, keeps the whole process under 200 MB for ~1-2% of CPU.
+// compressor instances, or every 256 MiB sealed, keeps the whole process under 200 MB for ~1-2% of CPU.
 setFlagsFromString('--expose-gc');
 const collectGarbage = runInNewContext('gc') as (() => void) | undefined;
 let gcMark = 0;
 let sealedSinceGc = 0;
 function maybeCollect(sealedBytes: number): void {
   sealedSinceGc += sealedBytes;
-  if (compressorsMade - gcMark < 4000 && sealedSinceGc < 64 * 1024 * 1024) return;
+  if (compressorsMade - gcMark < 4000 && sealedSinceGc < 256 * 1024 * 1024) return;
   gcMark = compressorsMade;
   sealedSinceGc = 0;
   collectGarbage?.();
@@ -83,20 +85,49 @@ function sourceCall<T>(fn: () => T): T {
   }
 }
 
-async function chunkJob(job: ChunkJob): Promise<JobValue> {
-  const cutter: Cutter = job.fixed ? new FixedCutter(job.fixed) : fileCutter;
+interface ChunkTally {
+  ids: Buffer[];
+  bytesRead: number;
+  chunksNew: number;
+  bytesNew: number;
+}
+
+/** Name one chunk; if new, compress, seal and add it to the pack being filled. */
+async function storeChunk(data: Buffer, tally: ChunkTally): Promise<void> {
+  const id = createHmac('sha256', keys.id).update(data).digest();
+  tally.ids.push(id);
+  const hex = id.toString('hex');
+  if (known.has(hex)) return;
+  known.add(hex);
+  const { payload, compression } = compressChunk(data);
+  const sealed = seal(keys.encryption, payload, BLOB_AAD);
+  tally.chunksNew++;
+  tally.bytesNew += data.length;
+  await writer.add({ id, type: BlobType.Data, compression, rawLength: data.length, sealed });
+  maybeCollect(sealed.length);
+}
+
+function tallyResult(t: ChunkTally): ChunkResult {
+  const out = Buffer.alloc(t.ids.length * 32);
+  t.ids.forEach((id, i) => id.copy(out, i * 32));
+  return { ids: out, bytesRead: t.bytesRead, chunksNew: t.chunksNew, bytesNew: t.bytesNew };
+}
+
+function readBuffer(cutter: Cutter): Buffer {
   const size = Math.max(16 * 1024 * 1024, cutter.max * 2);
   if (!readBuf || readBuf.length < size) readBuf = Buffer.allocUnsafeSlow(size);
-  const buf = readBuf;
+  return readBuf;
+}
+
+async function chunkJob(job: ChunkJob): Promise<ChunkResult> {
+  const cutter: Cutter = job.fixed ? new FixedCutter(job.fixed) : fileCutter;
+  const buf = readBuffer(cutter);
   const fd = sourceCall(() => fs.openSync(job.path, 'r'));
-  const ids: Buffer[] = [];
+  const tally: ChunkTally = { ids: [], bytesRead: 0, chunksNew: 0, bytesNew: 0 };
   let pos = job.offset;
   const end = job.length === undefined ? Number.POSITIVE_INFINITY : job.offset + job.length;
   let have = 0;
   let eof = false;
-  let bytesRead = 0;
-  let chunksNew = 0;
-  let bytesNew = 0;
   try {
     for (;;) {
       while (!eof && have < buf.length) {
@@ -105,24 +136,12 @@ async function chunkJob(job: ChunkJob): Promise<JobValue> {
         if (n === 0) eof = true;
         have += n;
         pos += n;
-        bytesRead += n;
+        tally.bytesRead += n;
       }
       let p = 0;
       while (p < have && (eof || have - p >= cutter.max)) {
         const len = cutter.cut(buf, p, have);
-        const data = buf.subarray(p, p + len);
-        const id = createHmac('sha256', keys.id).update(data).digest();
-        ids.push(id);
-        const hex = id.toString('hex');
-        if (!known.has(hex)) {
-          known.add(hex);
-          const { payload, compression } = compressChunk(data);
-          const sealed = seal(keys.encryption, payload, BLOB_AAD);
-          chunksNew++;
-          bytesNew += len;
-          await writer.add({ id, type: BlobType.Data, compression, rawLength: len, sealed });
-          maybeCollect(sealed.length);
-        }
+        await storeChunk(buf.subarray(p, p + len), tally);
         p += len;
       }
       if (eof && p >= have) break;
@@ -132,9 +151,69 @@ async function chunkJob(job: ChunkJob): Promise<JobValue> {
   } finally {
     fs.closeSync(fd);
   }
-  const out = Buffer.alloc(ids.length * 32);
-  ids.forEach((id, i) => id.copy(out, i * 32));
-  return { ids: out, bytesRead, chunksNew, bytesNew };
+  return tallyResult(tally);
+}
+
+/** Run a command (pg_dump) and store its standard output as a chunked stream; it must exit with status 0. */
+async function commandJob(job: CommandJob): Promise<ChunkResult> {
+  const cutter = new FastCdc(gearTable(keys.id), job.cdc.min, job.cdc.avg, job.cdc.max);
+  const buf = readBuffer(cutter);
+  const tally: ChunkTally = { ids: [], bytesRead: 0, chunksNew: 0, bytesNew: 0 };
+  const child = spawn(job.command, job.args, { env: job.env, stdio: ['ignore', 'pipe', 'pipe'], windowsHide: true });
+  let stderr = '';
+  child.stderr.setEncoding('utf8');
+  child.stderr.on('data', (d: string) => {
+    if (stderr.length < 64 * 1024) stderr += d;
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code, signal) => resolve({ code, signal }));
+  });
+  exited.catch(() => undefined);
+  let have = 0;
+  try {
+    for await (const piece of child.stdout as AsyncIterable<Buffer>) {
+      let off = 0;
+      while (off < piece.length) {
+        const n = Math.min(piece.length - off, buf.length - have);
+        piece.copy(buf, have, off, off + n);
+        have += n;
+        off += n;
+        tally.bytesRead += n;
+        if (have === buf.length) {
+          let p = 0;
+          while (have - p >= cutter.max) {
+            const len = cutter.cut(buf, p, have);
+            await storeChunk(buf.subarray(p, p + len), tally);
+            p += len;
+          }
+          buf.copyWithin(0, p, have);
+          have -= p;
+        }
+      }
+    }
+    let p = 0;
+    while (p < have) {
+      const len = cutter.cut(buf, p, have);
+      await storeChunk(buf.subarray(p, p + len), tally);
+      p += len;
+    }
+  } catch (err) {
+    child.kill('SIGKILL');
+    throw err;
+  }
+  let ended: { code: number | null; signal: NodeJS.Signals | null };
+  try {
+    ended = await exited;
+  } catch (err) {
+    throw new SourceError((err as NodeJS.ErrnoException).code, `${path.basename(job.command)} could not be started: ${(err as Error).message}`);
+  }
+  if (ended.code !== 0) {
+    const how = ended.signal ? `was killed (${ended.signal})` : `failed (exit status ${ended.code})`;
+    const said = stderr.trim().split('\n').slice(-5).join(' | ');
+    throw new SourceError('ECOMMAND', `${path.basename(job.command)} ${how}${said ? `: ${said}` : ''}`);
+  }
+  return tallyResult(tally);
 }
 
 // ---------------------------------------------------------------- restore: read blobs, authenticate, write in place
@@ -259,6 +338,8 @@ async function run(job: WorkerJob): Promise<JobValue> {
   switch (job.kind) {
     case 'chunk':
       return chunkJob(job);
+    case 'command':
+      return commandJob(job);
     case 'flush':
       await writer.finish();
       return {};
@@ -266,6 +347,8 @@ async function run(job: WorkerJob): Promise<JobValue> {
       return restoreJob(job);
     case 'verify':
       return verifyJob(job);
+    case 'sqlite-copy':
+      return copySqliteTo(job.source, job.path);
     case 'sqlite-check':
       return sqliteCheckJob(job.path, job.quick);
   }

@@ -21,6 +21,16 @@ export interface ChunkJob {
   fixed?: number;
 }
 
+/** Run a command and store its standard output, cut by content-defined chunking with these parameters. The
+ * environment carries the connection (and possibly a password): it is never logged or put on a command line. */
+export interface CommandJob {
+  kind: 'command';
+  command: string;
+  args: string[];
+  env: Record<string, string | undefined>;
+  cdc: { min: number; avg: number; max: number };
+}
+
 /** Write the given chunks, in order, into an existing file from fileOffset. */
 export interface RestoreJob {
   kind: 'restore';
@@ -39,7 +49,8 @@ export interface VerifyJob {
   blobs: Uint8Array;
 }
 
-export type WorkerJob = ChunkJob | RestoreJob | VerifyJob | { kind: 'flush' } | { kind: 'sqlite-check'; path: string; quick: boolean };
+export type WorkerJob = ChunkJob | CommandJob | RestoreJob | VerifyJob | { kind: 'flush' } | { kind: 'sqlite-check'; path: string; quick: boolean }
+  | { kind: 'sqlite-copy'; source: string; path: string };
 
 export interface ChunkResult {
   ids: Uint8Array;
@@ -70,7 +81,7 @@ export interface JobError {
   integrity: boolean;
 }
 
-export type JobValue = ChunkResult | VerifyResult | SqliteCheckResult | { bytes: number } | Record<string, never>;
+export type JobValue = { pageSize: number; size: number } | ChunkResult | VerifyResult | SqliteCheckResult | { bytes: number } | Record<string, never>;
 
 export type JobReply =
   | { type: 'result'; jobId: number; ok: true; value: JobValue }

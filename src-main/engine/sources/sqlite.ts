@@ -41,9 +41,8 @@ export function integrityCheck(db: Database.Database, quick = false): string {
   return rows.join('\n');
 }
 
-/** A consistent private copy of the database. Check it with integrityCheck/tableCounts (the backup does that on a
- * worker thread while the copy is being chunked). */
-export async function copySqlite(source: string, tmpDir: string): Promise<SqliteCopy> {
+/** Checks that need no copy: the file exists and is a SQLite database. Cheap; runs before any work starts. */
+export async function checkSqliteSource(source: string): Promise<void> {
   const st = await fsp.stat(source).catch(() => undefined);
   if (!st) throw new UsageError(`The database file ${source} does not exist. Check the path in the backup settings.`);
   if (!st.isFile()) throw new UsageError(`${source} is not a file, so it cannot be a SQLite database.`);
@@ -55,34 +54,56 @@ export async function copySqlite(source: string, tmpDir: string): Promise<Sqlite
   } catch {
     throw new UsageError(`${source} is not a SQLite database (its first bytes are not a SQLite header).`);
   }
+}
+
+/** A fresh private path for a copy, and how to remove it (with any journal files beside it). */
+export async function copyPathIn(tmpDir: string): Promise<{ copyPath: string; cleanup: () => Promise<void> }> {
   await fsp.mkdir(tmpDir, { recursive: true, mode: 0o700 });
   const copyPath = path.join(tmpDir, `sqlite-copy-${randomBytes(6).toString('hex')}.sqlite`);
-  const cleanup = async (): Promise<void> => {
-    for (const suffix of ['', '-wal', '-shm', '-journal']) await fsp.rm(copyPath + suffix, { force: true });
+  return {
+    copyPath,
+    cleanup: async () => {
+      for (const suffix of ['', '-wal', '-shm', '-journal']) await fsp.rm(copyPath + suffix, { force: true });
+    },
   };
+}
+
+/** The consistent copy itself (the backup runs it on a worker thread). One step copies every page under one read
+ * transaction, so the copy is a committed state of the database. */
+export async function copySqliteTo(source: string, copyPath: string): Promise<{ pageSize: number; size: number }> {
+  const src = new Database(source, { readonly: true, fileMustExist: true, timeout: 30_000 });
   try {
-    const src = new Database(source, { readonly: true, fileMustExist: true, timeout: 30_000 });
-    try {
-      // One step copies every page under one read transaction: the copy is a committed state of the database.
-      await src.backup(copyPath, { progress: () => 0x7fffffff });
-    } finally {
-      src.close();
-    }
-    await fsp.chmod(copyPath, 0o600);
-    const copy = new Database(copyPath, { fileMustExist: true });
-    try {
-      // The copy is a private file: keep it in rollback mode so nothing lingers in a -wal beside it.
-      copy.pragma('journal_mode = DELETE');
-    } finally {
-      copy.close();
-    }
-    const h = Buffer.alloc(100);
-    const ch = await fsp.open(copyPath, 'r');
-    await ch.read(h, 0, 100, 0).finally(() => ch.close());
-    return { copyPath, pageSize: readPageSize(h), size: (await fsp.stat(copyPath)).size, cleanup };
+    await src.backup(copyPath, { progress: () => 0x7fffffff });
+  } finally {
+    src.close();
+  }
+  await fsp.chmod(copyPath, 0o600);
+  const copy = new Database(copyPath, { fileMustExist: true });
+  try {
+    // The copy is a private file: keep it in rollback mode so nothing lingers in a -wal beside it.
+    copy.pragma('journal_mode = DELETE');
+  } finally {
+    copy.close();
+  }
+  const h = Buffer.alloc(100);
+  const ch = await fsp.open(copyPath, 'r');
+  await ch.read(h, 0, 100, 0).finally(() => ch.close());
+  return { pageSize: readPageSize(h), size: (await fsp.stat(copyPath)).size };
+}
+
+/** A consistent private copy of the database, on this thread. */
+export async function copySqlite(source: string, tmpDir: string): Promise<SqliteCopy> {
+  await checkSqliteSource(source);
+  const { copyPath, cleanup } = await copyPathIn(tmpDir);
+  try {
+    return { copyPath, cleanup, ...(await copySqliteTo(source, copyPath)) };
   } catch (err) {
     await cleanup();
-    if (err instanceof ClinicVaultError) throw err;
-    throw new ClinicVaultError(`Could not make a consistent copy of the database ${source}: ${(err as Error).message}`, undefined, { cause: err });
+    throw describeCopyError(source, err);
   }
+}
+
+export function describeCopyError(source: string, err: unknown): ClinicVaultError {
+  if (err instanceof ClinicVaultError) return err;
+  return new ClinicVaultError(`Could not make a consistent copy of the database ${source}: ${(err as Error).message}`, undefined, { cause: err });
 }

@@ -42,7 +42,28 @@ export interface FolderSource {
   entries: TreeEntry[];
 }
 
-export type SnapshotSource = SqliteSource | FolderSource;
+/** A PostgreSQL database: its pg_dump (custom format, uncompressed) as `<label>.dump`, the cluster's roles as
+ * `globals.sql` when they could be read, and the facts a restore is checked against. */
+export interface PostgresSource {
+  kind: 'postgres';
+  label: string;
+  /** Connection URL without a password. */
+  originalPath: string;
+  server: { host: string; port: number; database: string; user: string; version: string; versionNum: number };
+  databaseSize: number;
+  owner: string;
+  encoding: string;
+  collate: string;
+  ctype: string;
+  dump: { format: 'custom'; compression: 0; size: number; tool: string; snapshot: string };
+  globals: { included: boolean; rolePasswords: boolean; problem?: string };
+  /** Exact row counts taken in the same transaction snapshot as the dump, keyed "schema.table". */
+  tables: Record<string, number>;
+  migrations: { table: string; applied: string[] } | null;
+  entries: TreeEntry[];
+}
+
+export type SnapshotSource = SqliteSource | FolderSource | PostgresSource;
 
 export interface AuditRecord {
   seq: number;

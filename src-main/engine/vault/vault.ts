@@ -21,9 +21,14 @@ export interface VaultConfig {
   chunking: {
     files: { algorithm: 'fastcdc-2020'; min: number; avg: number; max: number };
     sqlite: { algorithm: 'pages'; minBytes: number };
+    /** Database dumps (pg_dump output); vaults made before this existed use DEFAULT_DUMP_CHUNKING. */
+    dumps?: { algorithm: 'fastcdc-2020'; min: number; avg: number; max: number };
   };
   packSize: number;
 }
+
+/** Small content-defined chunks for dumps: a changed row moves in the dump, and small chunks keep the rest equal. */
+export const DEFAULT_DUMP_CHUNKING = { algorithm: 'fastcdc-2020', min: 2 * 1024, avg: 8 * 1024, max: 64 * 1024 } as const;
 
 export function defaultConfig(): VaultConfig {
   return {
@@ -35,6 +40,7 @@ export function defaultConfig(): VaultConfig {
     chunking: {
       files: { algorithm: 'fastcdc-2020', min: 512 * 1024, avg: 1024 * 1024, max: 8 * 1024 * 1024 },
       sqlite: { algorithm: 'pages', minBytes: 4096 },
+      dumps: DEFAULT_DUMP_CHUNKING,
     },
     packSize: 16 * 1024 * 1024,
   };

@@ -13,7 +13,7 @@ import { FastCdc, FixedCutter, gearTable, type Cutter } from '../chunker/chunker
 import { compressChunk, compressorsMade } from '../vault/compress.js';
 import { seal } from '../vault/crypto.js';
 import type { MasterKeys } from '../vault/keys.js';
-import { BLOB_AAD, BlobType, ChunkIntegrityError, decodePackHeader, openBlob, parsePack } from '../vault/pack.js';
+import { BLOB_AAD, BlobType, ChunkIntegrityError, decodePackHeader, encodePackHeader, openBlob, parsePack } from '../vault/pack.js';
 import { copySqliteTo, integrityCheck, tableCounts } from '../sources/sqlite.js';
 import { LocalStorage } from '../vault/storage.js';
 import { PackWriter } from './pack-writer.js';
@@ -32,7 +32,7 @@ if (init.knownIds) {
 const fileCutter = new FastCdc(gearTable(keys.id), init.cdc.min, init.cdc.avg, init.cdc.max);
 const storage = new LocalStorage(init.location);
 const writer = new PackWriter(storage, keys, init.packSize, (pack, size) => {
-  const header = encodeBlobs(pack.blobs);
+  const header = encodePackHeader(pack.blobs);
   const ev: WorkerEvent = { type: 'pack', id: pack.id, size, header };
   port.postMessage(ev);
 });
@@ -51,23 +51,6 @@ function maybeCollect(sealedBytes: number): void {
   gcMark = compressorsMade;
   sealedSinceGc = 0;
   collectGarbage?.();
-}
-
-function encodeBlobs(blobs: Array<{ id: Buffer; type: number; compression: number; length: number; rawLength: number }>): Uint8Array {
-  // The pack-header entry layout (see FORMAT.md), so the main thread decodes it with decodePackHeader.
-  const out = Buffer.alloc(8 + blobs.length * 42);
-  out.write('CVP1', 0, 'latin1');
-  out.writeUInt32LE(blobs.length, 4);
-  let o = 8;
-  for (const b of blobs) {
-    out.writeUInt8(b.type, o);
-    out.writeUInt8(b.compression, o + 1);
-    out.writeUInt32LE(b.length, o + 2);
-    out.writeUInt32LE(b.rawLength, o + 6);
-    b.id.copy(out, o + 10);
-    o += 42;
-  }
-  return out;
 }
 
 class SourceError extends Error {

@@ -1,7 +1,7 @@
 // PackWriter: fills packs with sealed blobs and writes each one (temp, fsync, rename) while the next one fills.
 // At most one write is in flight, so memory stays at about two packs. Packs are durable before anyone is told.
 import type { MasterKeys } from '../vault/keys.js';
-import { assemblePack, type PackBlob } from '../vault/pack.js';
+import { assemblePack } from '../vault/pack.js';
 import type { PackRecord } from '../vault/index-file.js';
 import type { Storage } from '../vault/storage.js';
 
@@ -73,4 +73,3 @@ export class PackWriter {
   }
 }
 
-export type { PackBlob };

@@ -10,7 +10,8 @@ import { Inventory, appDataDir } from '../engine/inventory/inventory.js';
 import { Vault } from '../engine/vault/vault.js';
 import { checkNewPassphrase, makePassphraseSlot, makeRecoverySlot, readSlots, unlock, writeSlot, generateRecoveryKey } from '../engine/vault/keys.js';
 import { VaultLock } from '../engine/vault/lock.js';
-import { runBackup, runRestore, runRestorePostgres, runVerify, rebuildInventory } from '../services/operations.js';
+import { runBackup, runForget, runRestore, runRestorePostgres, runVerify, rebuildInventory } from '../services/operations.js';
+import { DEFAULT_POLICY, validatePolicy, type RetentionPolicy } from '../engine/retention.js';
 import { newPassphrase, openingSecret, type SecretFlags } from './secrets.js';
 import { progressBar } from './progress.js';
 import type { Snapshot } from '../engine/vault/snapshot.js';
@@ -228,6 +229,54 @@ export function buildProgram(): Command {
     }
     if (!ok) process.exitCode = ExitCode.damage;
   });
+
+  const count = (v: string): number => {
+    if (!/^\d+$/.test(v)) throw new UsageError(`"${v}" is not a whole number.`);
+    return Number(v);
+  };
+  secretOptions(
+    program
+      .command('forget')
+      .description('apply a retention policy: show which backups are kept and why, and forget the others')
+      .requiredOption('--vault <dir>', 'vault folder')
+      .option('--keep-last <n>', 'keep the n most recent backups', count)
+      .option('--keep-hourly <n>', 'keep the newest backup of each of the last n hours that have one', count)
+      .option('--keep-daily <n>', 'keep the newest backup of each of the last n days that have one', count)
+      .option('--keep-weekly <n>', 'the same per ISO week', count)
+      .option('--keep-monthly <n>', 'the same per month', count)
+      .option('--keep-yearly <n>', 'the same per year', count)
+      .option('--keep-within <duration>', 'keep everything within this long of the newest backup, e.g. 30d, 6m, 1y')
+      .option('--keep-tag <tag>', 'never forget backups with this tag (repeatable; pre-migration and pre-restore always)', collect, [])
+      .option('--time-zone <iana>', 'time zone whose days, weeks and months count (default: this computer\'s)')
+      .option('--dry-run', 'only show what would be kept and forgotten')
+      .option('--json', 'machine-readable output'),
+  ).action(
+    async (
+      o: VaultFlags & { keepLast?: number; keepHourly?: number; keepDaily?: number; keepWeekly?: number; keepMonthly?: number; keepYearly?: number; keepWithin?: string; keepTag: string[]; timeZone?: string; dryRun?: boolean },
+    ) => {
+      const rules = { last: o.keepLast, hourly: o.keepHourly, daily: o.keepDaily, weekly: o.keepWeekly, monthly: o.keepMonthly, yearly: o.keepYearly, within: o.keepWithin };
+      const given = Object.values(rules).some((v) => v !== undefined);
+      const policy: RetentionPolicy = { ...(given ? rules : DEFAULT_POLICY), keepTags: [...new Set([...(DEFAULT_POLICY.keepTags ?? []), ...o.keepTag])] };
+      try {
+        validatePolicy(policy);
+        if (o.timeZone) new Intl.DateTimeFormat('en-US', { timeZone: o.timeZone });
+      } catch (e) {
+        throw new UsageError(`Cannot use this retention policy: ${(e as Error).message}.`);
+      }
+      const vault = await openVault(o);
+      const r = await withInventory((inv) => runForget(inv, vault, policy, { dryRun: !!o.dryRun, timeZone: o.timeZone }));
+      if (o.json) {
+        out(JSON.stringify({ dryRun: r.dryRun, policy, kept: r.decisions.filter((d) => d.keep).map((d) => ({ id: d.snapshot.id, time: d.snapshot.time, reasons: d.reasons })), forgotten: r.forgotten, damaged: r.damaged }));
+        return;
+      }
+      for (const d of r.decisions) {
+        out(`${d.keep ? 'keep  ' : 'forget'}  ${d.snapshot.id.slice(0, 8)}  ${d.snapshot.time}${d.keep ? `  (${d.reasons.join(', ')})` : ''}`);
+      }
+      const n = r.forgotten.length;
+      out(r.dryRun ? `Dry run: ${n} backup(s) would be forgotten; nothing was changed.` : `Forgot ${n} backup(s); ${r.decisions.length - n} kept. Their space is reclaimed by a later prune.`);
+      for (const id of r.damaged) err(`Left alone: snapshot ${id.slice(0, 8)} cannot be read (run verify).`);
+    },
+  );
 
   secretOptions(
     program

@@ -6,6 +6,8 @@ import type { Inventory } from '../engine/inventory/inventory.js';
 import { restore, type RestoreOptions, type RestoreResult } from '../engine/restore.js';
 import { restorePostgres, type PgRestoreOptions, type PgRestoreResult } from '../engine/restore-postgres.js';
 import { verify, type VerifyOptions, type VerifyReport } from '../engine/verify.js';
+import { forget, type ForgetResult } from '../engine/forget.js';
+import type { RetentionPolicy } from '../engine/retention.js';
 import type { SnapshotListing, Vault } from '../engine/vault/vault.js';
 
 async function tracked<T>(inv: Inventory, kind: Parameters<Inventory['startRun']>[0], vaultId: string | null, fn: (runId: number) => Promise<T>): Promise<T> {
@@ -70,6 +72,18 @@ export async function runRestorePostgres(inv: Inventory, vault: Vault, snap: Sna
       tables: opts.tables ?? 'all',
       rowCountsMatch: result.ok,
     });
+    return result;
+  });
+}
+
+export async function runForget(inv: Inventory, vault: Vault, policy: RetentionPolicy, opts: { dryRun?: boolean; timeZone?: string }): Promise<ForgetResult> {
+  inv.upsertVault(vault.id, vault.location, vault.config.created);
+  if (opts.dryRun) return forget(vault, policy, opts);
+  return tracked(inv, 'forget', vault.id, async (runId) => {
+    const result = await forget(vault, policy, opts);
+    inv.markForgotten(result.forgotten);
+    inv.endRun(runId, 'ok', {});
+    inv.audit('forget', vault.id, { policy, kept: result.decisions.filter((d) => d.keep).length, forgotten: result.forgotten });
     return result;
   });
 }

@@ -35,7 +35,7 @@ export function auditHash(r: Omit<AuditRecord, 'hash'>): string {
   return sha256Hex(JSON.stringify([r.seq, r.time, r.actor, r.action, r.vaultId, r.details, r.prevHash]));
 }
 
-export type RunKind = 'backup' | 'restore' | 'verify' | 'init' | 'key-change' | 'rebuild';
+export type RunKind = 'backup' | 'restore' | 'verify' | 'init' | 'key-change' | 'rebuild' | 'forget';
 export type RunStatus = 'running' | 'ok' | 'partial' | 'failed';
 
 export interface RunRow {
@@ -99,6 +99,14 @@ export class Inventory {
       .prepare(`INSERT INTO vaults(id, location, created, last_seen) VALUES (?, ?, ?, ?)
                 ON CONFLICT(id) DO UPDATE SET location = excluded.location, last_seen = excluded.last_seen`)
       .run(id, location, created, t);
+  }
+
+  markForgotten(ids: string[]): void {
+    const when = this.now().toISOString();
+    const st = this.db.prepare('UPDATE snapshots SET forgotten = ? WHERE id = ?');
+    this.db.transaction(() => {
+      for (const id of ids) st.run(when, id);
+    })();
   }
 
   recordSnapshot(vaultId: string, id: string, s: Snapshot): void {

@@ -284,17 +284,25 @@ export function buildProgram(): Command {
       .description('check that the vault is complete and (with --read-data) that every byte reads back correctly')
       .requiredOption('--vault <dir>', 'vault folder')
       .option('--read-data', 'read and authenticate every chunk (slower, thorough)')
+      .option('--read-data-subset <percent>', 'read a rotating share, e.g. 10% (each run the next share; all of it over a cycle)')
       .option('--json', 'machine-readable output'),
-  ).action(async (o: VaultFlags & { readData?: boolean }) => {
+  ).action(async (o: VaultFlags & { readData?: boolean; readDataSubset?: string }) => {
+    let subsetPercent: number | undefined;
+    if (o.readDataSubset !== undefined) {
+      const m = /^(\d+(?:\.\d+)?)%?$/.exec(o.readDataSubset.trim());
+      subsetPercent = m ? Number(m[1]) : NaN;
+      if (!(subsetPercent > 0 && subsetPercent <= 100)) throw new UsageError(`--read-data-subset takes a percentage between 0 and 100, e.g. 10% (got "${o.readDataSubset}").`);
+    }
     const vault = await openVault(o);
-    const bar = progressBar(!o.json && !!o.readData, 'Verifying');
+    const bar = progressBar(!o.json && (!!o.readData || !!subsetPercent), 'Verifying');
     const report = await withInventory((inv) =>
-      runVerify(inv, vault, { readData: !!o.readData, onProgress: (p) => bar.update(p.bytesDone, p.bytesTotal, { done: p.packsDone, total: p.packsTotal }) }),
+      runVerify(inv, vault, { readData: !!o.readData, subsetPercent, onProgress: (p) => bar.update(p.bytesDone, p.bytesTotal, { done: p.packsDone, total: p.packsTotal }) }),
     ).finally(() => bar.stop());
     if (o.json) {
       out(JSON.stringify(report));
     } else {
-      const what = report.readData ? `read and checked ${report.chunksChecked} chunks (${formatBytes(report.bytesRead)})` : 'checked the structure';
+      const share = report.subset ? ` in share ${report.subset.group + 1} of ${report.subset.of} (${report.subset.packsRead} pack(s))` : '';
+      const what = report.readData ? `read and checked ${report.chunksChecked} chunks (${formatBytes(report.bytesRead)})${share}` : 'checked the structure';
       if (report.ok) out(`Vault OK: ${report.snapshots} backup(s), ${report.packs} pack(s); ${what} in ${(report.durationMs / 1000).toFixed(1)} s.`);
       else {
         out(`Vault has ${report.problems.length} problem(s) (${what}):`);

@@ -28,6 +28,8 @@ export interface Problem {
 export interface VerifyReport {
   ok: boolean;
   readData: boolean;
+  /** When only a share was read: which group of how many, and how many packs that was. */
+  subset?: { group: number; of: number; packsRead: number };
   snapshots: number;
   packs: number;
   chunksChecked: number;
@@ -39,6 +41,9 @@ export interface VerifyReport {
 
 export interface VerifyOptions {
   readData?: boolean;
+  /** Read only the packs of one of `of` groups (a pack's group: first 32 bits of its id mod `of`). Reading group
+   * 0, 1, ..., of-1 on successive runs reads the whole vault once per cycle. Implies readData. */
+  subset?: { group: number; of: number };
   onProgress?: (p: VerifyProgress) => void;
   signal?: AbortSignal;
 }
@@ -93,12 +98,14 @@ export async function verify(vault: Vault, opts: VerifyOptions = {}): Promise<Ve
     problems.push(withAffects({ kind: 'pack', file: packId, message: `pack ${packId.slice(0, 12)} is damaged: ${why}${part}`, affectedSnapshots: [], affectedFiles: [] }, snapshots, chunks ?? all));
   };
 
+  const readData = !!opts.readData || !!opts.subset;
+  const inSubset = (packId: string): boolean => !opts.subset || Number.parseInt(packId.slice(0, 8), 16) % opts.subset.of === opts.subset.group;
   const packIds = [...index.packs.keys()];
-  const bytesTotal = opts.readData ? packIds.reduce((a, id) => a + packLength(index, id), 0) : 0;
+  const bytesTotal = readData ? packIds.filter(inSubset).reduce((a, id) => a + packLength(index, id), 0) : 0;
   const progress: VerifyProgress = { packsDone: 0, packsTotal: packIds.length, bytesDone: 0, bytesTotal };
   let chunksChecked = 0;
   let bytesRead = 0;
-  const pool = opts.readData ? new EnginePool(vault.location, vault.keys, vault.config) : undefined;
+  const pool = readData ? new EnginePool(vault.location, vault.keys, vault.config) : undefined;
   opts.signal?.addEventListener('abort', () => void pool?.close(), { once: true });
   try {
     const reads: Array<Promise<void>> = [];
@@ -115,7 +122,7 @@ export async function verify(vault: Vault, opts: VerifyOptions = {}): Promise<Ve
         markPack(packId, `the file is truncated (${size} bytes, at least ${minSize} expected)`);
         continue;
       }
-      if (!pool) {
+      if (!pool || !inSubset(packId)) {
         progress.packsDone++;
         opts.onProgress?.({ ...progress });
         continue;
@@ -151,7 +158,8 @@ export async function verify(vault: Vault, opts: VerifyOptions = {}): Promise<Ve
   const unreferencedPacks = [...storedPacks].filter((p) => !index.packs.has(p)).length;
   return {
     ok: problems.length === 0,
-    readData: !!opts.readData,
+    readData,
+    subset: opts.subset ? { ...opts.subset, packsRead: packIds.filter((id) => storedPacks.has(id) && inSubset(id)).length } : undefined,
     snapshots: snapshots.length,
     packs: index.packs.size,
     chunksChecked,

@@ -88,12 +88,21 @@ export async function runForget(inv: Inventory, vault: Vault, policy: RetentionP
   });
 }
 
-export async function runVerify(inv: Inventory, vault: Vault, opts: VerifyOptions): Promise<VerifyReport> {
+/** verify --read-data-subset P%: the vault's packs fall into round(100/P) groups; each run reads the group after
+ * the one the inventory says was read last, so a cycle of runs reads everything. */
+export function subsetFor(inv: Inventory, vaultId: string, percent: number): { group: number; of: number } {
+  const of = Math.max(1, Math.round(100 / percent));
+  const done = inv.countVerifications(vaultId, `read-data-subset-1/${of}`);
+  return { group: done % of, of };
+}
+
+export async function runVerify(inv: Inventory, vault: Vault, opts: VerifyOptions & { subsetPercent?: number }): Promise<VerifyReport> {
   inv.upsertVault(vault.id, vault.location, vault.config.created);
   return tracked(inv, 'verify', vault.id, async (runId) => {
-    const report = await verify(vault, opts);
-    const kind = opts.readData ? 'read-data' : 'structure';
-    inv.recordVerification(vault.id, kind, report.ok, { problems: report.problems.map((p) => p.message), packs: report.packs, snapshots: report.snapshots });
+    const subset = opts.subsetPercent ? subsetFor(inv, vault.id, opts.subsetPercent) : undefined;
+    const report = await verify(vault, { ...opts, subset });
+    const kind = subset ? `read-data-subset-1/${subset.of}` : opts.readData ? 'read-data' : 'structure';
+    inv.recordVerification(vault.id, kind, report.ok, { problems: report.problems.map((p) => p.message), packs: report.packs, snapshots: report.snapshots, subset: report.subset });
     inv.endRun(runId, report.ok ? 'ok' : 'failed', { bytes: report.bytesRead, error: report.ok ? undefined : `${report.problems.length} problem(s)` });
     inv.audit('verify', vault.id, { kind, ok: report.ok, problems: report.problems.length });
     return report;

@@ -131,6 +131,10 @@ export class Inventory {
       .run(this.now().toISOString(), status, fields.error ?? null, fields.bytes ?? null, fields.files ?? null, fields.snapshotId ?? null, fields.vaultId ?? null, id);
   }
 
+  countVerifications(vaultId: string, kind: string): number {
+    return (this.db.prepare('SELECT count(*) AS n FROM verifications WHERE vault_id = ? AND kind = ?').get(vaultId, kind) as { n: number }).n;
+  }
+
   recordVerification(vaultId: string, kind: string, ok: boolean, details: unknown, snapshotId: string | null = null): void {
     this.db
       .prepare(`INSERT INTO verifications(vault_id, snapshot_id, time, kind, ok, details) VALUES (?, ?, ?, ?, ?, ?)`)

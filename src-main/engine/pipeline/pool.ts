@@ -46,6 +46,8 @@ export class EnginePool {
   private readonly queue: Array<{ id: number; p: Pending }> = [];
   private nextId = 1;
   private dead: Error | undefined;
+  /** everyWorker() callers waiting for the queue to drain. */
+  private readonly idleWaiters: Array<() => void> = [];
 
   constructor(
     location: string,
@@ -100,10 +102,8 @@ export class EnginePool {
 
   /** Run the job once on every worker (e.g. flush), after everything queued before it. */
   async everyWorker(job: WorkerJob): Promise<JobValue[]> {
-    while (this.queue.length > 0 || this.slots.some((s) => s.running.size > 0)) {
-      await new Promise<void>((r) => setTimeout(r, 5));
-      if (this.dead) throw this.dead;
-    }
+    if (!this.isIdle()) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    if (this.dead) throw this.dead;
     return Promise.all(
       this.slots.map(
         (slot) =>
@@ -116,7 +116,12 @@ export class EnginePool {
     );
   }
 
+  private isIdle(): boolean {
+    return this.queue.length === 0 && this.slots.every((s) => s.running.size === 0);
+  }
+
   private pump(): void {
+    if (this.dead || this.isIdle()) for (const w of this.idleWaiters.splice(0)) w();
     while (this.queue.length > 0) {
       let best: Slot | undefined;
       for (const s of this.slots) if (s.running.size < PER_WORKER && (!best || s.running.size < best.running.size)) best = s;
@@ -135,6 +140,7 @@ export class EnginePool {
       s.running.clear();
     }
     for (const { p } of this.queue.splice(0)) p.reject(err);
+    for (const w of this.idleWaiters.splice(0)) w();
   }
 
   async close(): Promise<void> {

@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { ClinicVaultError, UsageError } from '../errors.js';
+import { quoteIdent } from './sqlite.js';
 
 const execFileP = promisify(execFile);
 
@@ -219,9 +220,7 @@ export interface PgDescription {
   migrations: { table: string; applied: string[] } | null;
 }
 
-export function quoteIdent(name: string): string {
-  return `"${name.replace(/"/g, '""')}"`;
-}
+export { quoteIdent };
 
 export async function serverMajor(client: pg.Client): Promise<{ num: number; version: string }> {
   const r = await client.query<{ server_version_num: string; server_version: string }>(

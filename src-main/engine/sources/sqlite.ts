@@ -6,13 +6,6 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { ClinicVaultError, UsageError } from '../errors.js';
 
-export interface SqliteCopy {
-  copyPath: string;
-  pageSize: number;
-  size: number;
-  cleanup(): Promise<void>;
-}
-
 export function quoteIdent(name: string): string {
   return `"${name.replace(/"/g, '""')}"`;
 }
@@ -89,18 +82,6 @@ export async function copySqliteTo(source: string, copyPath: string): Promise<{ 
   const ch = await fsp.open(copyPath, 'r');
   await ch.read(h, 0, 100, 0).finally(() => ch.close());
   return { pageSize: readPageSize(h), size: (await fsp.stat(copyPath)).size };
-}
-
-/** A consistent private copy of the database, on this thread. */
-export async function copySqlite(source: string, tmpDir: string): Promise<SqliteCopy> {
-  await checkSqliteSource(source);
-  const { copyPath, cleanup } = await copyPathIn(tmpDir);
-  try {
-    return { copyPath, cleanup, ...(await copySqliteTo(source, copyPath)) };
-  } catch (err) {
-    await cleanup();
-    throw describeCopyError(source, err);
-  }
 }
 
 export function describeCopyError(source: string, err: unknown): ClinicVaultError {

@@ -6,11 +6,12 @@ import * as path from 'node:path';
 import * as os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { ClinicVaultError, ExitCode, UsageError, formatBytes } from '../engine/errors.js';
+import type { PruneResult } from '../engine/prune.js';
 import { Inventory, appDataDir } from '../engine/inventory/inventory.js';
 import { Vault } from '../engine/vault/vault.js';
 import { checkNewPassphrase, makePassphraseSlot, makeRecoverySlot, readSlots, unlock, writeSlot, generateRecoveryKey } from '../engine/vault/keys.js';
 import { VaultLock } from '../engine/vault/lock.js';
-import { runBackup, runForget, runRestore, runRestorePostgres, runVerify, rebuildInventory } from '../services/operations.js';
+import { runBackup, runForget, runPrune, runRestore, runRestorePostgres, runVerify, rebuildInventory } from '../services/operations.js';
 import { DEFAULT_POLICY, validatePolicy, type RetentionPolicy } from '../engine/retention.js';
 import { newPassphrase, openingSecret, type SecretFlags } from './secrets.js';
 import { progressBar } from './progress.js';
@@ -49,6 +50,13 @@ function secretOptions(cmd: Command): Command {
   return cmd
     .option('--passphrase-file <file>', 'read the passphrase from this file')
     .option('--recovery-key-file <file>', 'open the vault with the recovery key in this file');
+}
+
+function describePrune(r: PruneResult): string {
+  const freed = formatBytes(r.bytesBefore - r.bytesAfter);
+  const what = `${r.packsDeleted} unused pack(s) ${r.dryRun ? 'to delete' : 'deleted'}, ${r.packsRepacked} mostly-unused pack(s) ${r.dryRun ? 'to repack' : `repacked into ${r.packsWritten}`}`;
+  const left = r.unusedKept > 0 ? `; ${formatBytes(r.unusedKept)} unused stays in packs that are still mostly needed` : '';
+  return `${r.dryRun ? 'Prune (dry run, nothing changed)' : 'Pruned'}: ${what}; ${freed} ${r.dryRun ? 'would be freed' : 'freed'} (vault data ${formatBytes(r.bytesBefore)} -> ${formatBytes(r.bytesAfter)})${left}.`;
 }
 
 function snapshotSummary(id: string, s: Snapshot): Record<string, unknown> {
@@ -249,10 +257,11 @@ export function buildProgram(): Command {
       .option('--keep-tag <tag>', 'never forget backups with this tag (repeatable; pre-migration and pre-restore always)', collect, [])
       .option('--time-zone <iana>', 'time zone whose days, weeks and months count (default: this computer\'s)')
       .option('--dry-run', 'only show what would be kept and forgotten')
+      .option('--prune', 'then reclaim the space: delete unused packs and repack mostly-unused ones')
       .option('--json', 'machine-readable output'),
   ).action(
     async (
-      o: VaultFlags & { keepLast?: number; keepHourly?: number; keepDaily?: number; keepWeekly?: number; keepMonthly?: number; keepYearly?: number; keepWithin?: string; keepTag: string[]; timeZone?: string; dryRun?: boolean },
+      o: VaultFlags & { keepLast?: number; keepHourly?: number; keepDaily?: number; keepWeekly?: number; keepMonthly?: number; keepYearly?: number; keepWithin?: string; keepTag: string[]; timeZone?: string; dryRun?: boolean; prune?: boolean },
     ) => {
       const rules = { last: o.keepLast, hourly: o.keepHourly, daily: o.keepDaily, weekly: o.keepWeekly, monthly: o.keepMonthly, yearly: o.keepYearly, within: o.keepWithin };
       const given = Object.values(rules).some((v) => v !== undefined);
@@ -264,19 +273,33 @@ export function buildProgram(): Command {
         throw new UsageError(`Cannot use this retention policy: ${(e as Error).message}.`);
       }
       const vault = await openVault(o);
-      const r = await withInventory((inv) => runForget(inv, vault, policy, { dryRun: !!o.dryRun, timeZone: o.timeZone }));
+      const r = await withInventory((inv) => runForget(inv, vault, policy, { dryRun: !!o.dryRun, timeZone: o.timeZone, prune: !!o.prune }));
       if (o.json) {
-        out(JSON.stringify({ dryRun: r.dryRun, policy, kept: r.decisions.filter((d) => d.keep).map((d) => ({ id: d.snapshot.id, time: d.snapshot.time, reasons: d.reasons })), forgotten: r.forgotten, damaged: r.damaged }));
+        out(JSON.stringify({ dryRun: r.dryRun, policy, kept: r.decisions.filter((d) => d.keep).map((d) => ({ id: d.snapshot.id, time: d.snapshot.time, reasons: d.reasons })), forgotten: r.forgotten, damaged: r.damaged, prune: r.prune }));
         return;
       }
       for (const d of r.decisions) {
         out(`${d.keep ? 'keep  ' : 'forget'}  ${d.snapshot.id.slice(0, 8)}  ${d.snapshot.time}${d.keep ? `  (${d.reasons.join(', ')})` : ''}`);
       }
       const n = r.forgotten.length;
-      out(r.dryRun ? `Dry run: ${n} backup(s) would be forgotten; nothing was changed.` : `Forgot ${n} backup(s); ${r.decisions.length - n} kept. Their space is reclaimed by a later prune.`);
+      out(r.dryRun ? `Dry run: ${n} backup(s) would be forgotten; nothing was changed.` : `Forgot ${n} backup(s); ${r.decisions.length - n} kept.${r.prune ? '' : ' Their space is reclaimed by a later prune.'}`);
+      if (r.prune) out(describePrune(r.prune));
       for (const id of r.damaged) err(`Left alone: snapshot ${id.slice(0, 8)} cannot be read (run verify).`);
     },
   );
+
+  secretOptions(
+    program
+      .command('prune')
+      .description('reclaim the space of forgotten backups: delete unused packs, repack mostly-unused ones')
+      .requiredOption('--vault <dir>', 'vault folder')
+      .option('--dry-run', 'only show what would be reclaimed')
+      .option('--json', 'machine-readable output'),
+  ).action(async (o: VaultFlags & { dryRun?: boolean }) => {
+    const vault = await openVault(o);
+    const r = await withInventory((inv) => runPrune(inv, vault, { dryRun: !!o.dryRun, log: err }));
+    out(o.json ? JSON.stringify(r) : describePrune(r));
+  });
 
   secretOptions(
     program

@@ -3,6 +3,7 @@
 // reclaims it, so a forget can never damage a kept snapshot.
 import { applyPolicy, type Decision, type RetentionPolicy } from './retention.js';
 import { VaultLock } from './vault/lock.js';
+import { prune, type PruneOptions, type PruneResult } from './prune.js';
 import type { SnapshotListing, Vault } from './vault/vault.js';
 
 export interface ForgetResult {
@@ -11,9 +12,11 @@ export interface ForgetResult {
   /** Snapshots that cannot be read: never forgotten automatically (they may be the only copy of something). */
   damaged: string[];
   dryRun: boolean;
+  /** With prune: what it reclaimed (or, in a dry run, would reclaim). */
+  prune?: PruneResult;
 }
 
-export async function forget(vault: Vault, policy: RetentionPolicy, opts: { dryRun?: boolean; timeZone?: string; log?: (m: string) => void } = {}): Promise<ForgetResult> {
+export async function forget(vault: Vault, policy: RetentionPolicy, opts: { dryRun?: boolean; timeZone?: string; prune?: PruneOptions | boolean; log?: (m: string) => void } = {}): Promise<ForgetResult> {
   const lock = opts.dryRun ? undefined : await VaultLock.acquire(vault.storage, 'forget', opts.log);
   try {
     const { snapshots, damaged } = await vault.listSnapshots();
@@ -25,7 +28,13 @@ export async function forget(vault: Vault, policy: RetentionPolicy, opts: { dryR
       if (!opts.dryRun) await vault.storage.remove('snapshots', d.snapshot.id);
       forgotten.push(d.snapshot.id);
     }
-    return { decisions, forgotten, damaged: damaged.map((d) => d.id), dryRun: !!opts.dryRun };
+    const result: ForgetResult = { decisions, forgotten, damaged: damaged.map((d) => d.id), dryRun: !!opts.dryRun };
+    if (opts.prune) {
+      // A dry run's forgotten snapshots still exist, so its prune estimate cannot count their data.
+      const pruneOpts = typeof opts.prune === 'object' ? opts.prune : {};
+      result.prune = await prune(vault, { ...pruneOpts, dryRun: opts.dryRun, lock, log: opts.log });
+    }
+    return result;
   } finally {
     await lock?.release().catch(() => undefined);
   }

@@ -7,6 +7,7 @@ import { restore, type RestoreOptions, type RestoreResult } from '../engine/rest
 import { restorePostgres, type PgRestoreOptions, type PgRestoreResult } from '../engine/restore-postgres.js';
 import { verify, type VerifyOptions, type VerifyReport } from '../engine/verify.js';
 import { forget, type ForgetResult } from '../engine/forget.js';
+import { prune, type PruneOptions, type PruneResult } from '../engine/prune.js';
 import type { RetentionPolicy } from '../engine/retention.js';
 import type { SnapshotListing, Vault } from '../engine/vault/vault.js';
 
@@ -76,14 +77,29 @@ export async function runRestorePostgres(inv: Inventory, vault: Vault, snap: Sna
   });
 }
 
-export async function runForget(inv: Inventory, vault: Vault, policy: RetentionPolicy, opts: { dryRun?: boolean; timeZone?: string }): Promise<ForgetResult> {
+export async function runForget(inv: Inventory, vault: Vault, policy: RetentionPolicy, opts: { dryRun?: boolean; timeZone?: string; prune?: boolean }): Promise<ForgetResult> {
   inv.upsertVault(vault.id, vault.location, vault.config.created);
   if (opts.dryRun) return forget(vault, policy, opts);
   return tracked(inv, 'forget', vault.id, async (runId) => {
     const result = await forget(vault, policy, opts);
     inv.markForgotten(result.forgotten);
-    inv.endRun(runId, 'ok', {});
-    inv.audit('forget', vault.id, { policy, kept: result.decisions.filter((d) => d.keep).length, forgotten: result.forgotten });
+    inv.endRun(runId, 'ok', { bytes: result.prune ? result.prune.bytesBefore - result.prune.bytesAfter : undefined });
+    inv.audit('forget', vault.id, { policy, kept: result.decisions.filter((d) => d.keep).length, forgotten: result.forgotten, prune: result.prune && pruneFacts(result.prune) });
+    return result;
+  });
+}
+
+function pruneFacts(r: PruneResult): Record<string, number> {
+  return { packsDeleted: r.packsDeleted, packsRepacked: r.packsRepacked, packsWritten: r.packsWritten, bytesFreed: r.bytesBefore - r.bytesAfter };
+}
+
+export async function runPrune(inv: Inventory, vault: Vault, opts: PruneOptions): Promise<PruneResult> {
+  inv.upsertVault(vault.id, vault.location, vault.config.created);
+  if (opts.dryRun) return prune(vault, opts);
+  return tracked(inv, 'prune', vault.id, async (runId) => {
+    const result = await prune(vault, opts);
+    inv.endRun(runId, 'ok', { bytes: result.bytesBefore - result.bytesAfter });
+    inv.audit('prune', vault.id, pruneFacts(result));
     return result;
   });
 }

@@ -35,7 +35,7 @@ export function auditHash(r: Omit<AuditRecord, 'hash'>): string {
   return sha256Hex(JSON.stringify([r.seq, r.time, r.actor, r.action, r.vaultId, r.details, r.prevHash]));
 }
 
-export type RunKind = 'backup' | 'restore' | 'verify' | 'init' | 'key-change' | 'rebuild' | 'forget';
+export type RunKind = 'backup' | 'restore' | 'verify' | 'init' | 'key-change' | 'rebuild' | 'forget' | 'prune' | 'erase' | 'test-restore' | 'export';
 export type RunStatus = 'running' | 'ok' | 'partial' | 'failed';
 
 export interface RunRow {

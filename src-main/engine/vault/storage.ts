@@ -5,8 +5,8 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 
-export type FileKind = 'config' | 'keys' | 'data' | 'index' | 'snapshots' | 'locks';
-export const KINDS: readonly FileKind[] = ['keys', 'data', 'index', 'snapshots', 'locks'];
+export type FileKind = 'config' | 'keys' | 'data' | 'index' | 'snapshots' | 'locks' | 'obsolete';
+export const KINDS: readonly FileKind[] = ['keys', 'data', 'index', 'snapshots', 'locks', 'obsolete'];
 export const TMP_PREFIX = '.tmp-';
 
 /** What the vault layers need from a place that stores files; implemented by LocalStorage and test doubles. */
@@ -102,7 +102,7 @@ export class LocalStorage implements Storage {
     const file = this.filePath(kind, name);
     if (kind !== 'config') await fsp.mkdir(path.dirname(file), { recursive: true });
     // Content-addressed files are never replaced: same name means same bytes.
-    await writeFileAtomic(file, data, { exclusive: kind !== 'config' && kind !== 'locks' }).catch((err) => {
+    await writeFileAtomic(file, data, { exclusive: kind !== 'config' && kind !== 'locks' && kind !== 'obsolete' }).catch((err) => {
       if ((err as NodeJS.ErrnoException).code === 'EEXIST') return;
       throw err;
     });
@@ -130,6 +130,11 @@ export class LocalStorage implements Storage {
 
   async size(kind: FileKind, name: string): Promise<number> {
     return (await fsp.stat(this.filePath(kind, name))).size;
+  }
+
+  /** Last modification time in ms since the epoch. */
+  async modified(kind: FileKind, name: string): Promise<number> {
+    return (await fsp.stat(this.filePath(kind, name))).mtimeMs;
   }
 
   async list(kind: FileKind): Promise<string[]> {

@@ -11,7 +11,7 @@ import { Inventory, appDataDir } from '../engine/inventory/inventory.js';
 import { Vault } from '../engine/vault/vault.js';
 import { checkNewPassphrase, makePassphraseSlot, makeRecoverySlot, readSlots, unlock, writeSlot, generateRecoveryKey } from '../engine/vault/keys.js';
 import { VaultLock } from '../engine/vault/lock.js';
-import { runBackup, runForget, runPrune, runRestore, runRestorePostgres, runVerify, rebuildInventory } from '../services/operations.js';
+import { runBackup, runForget, runPrune, runErase, runRestore, runRestorePostgres, runVerify, rebuildInventory } from '../services/operations.js';
 import { DEFAULT_POLICY, validatePolicy, type RetentionPolicy } from '../engine/retention.js';
 import { newPassphrase, openingSecret, type SecretFlags } from './secrets.js';
 import { progressBar } from './progress.js';
@@ -287,6 +287,32 @@ export function buildProgram(): Command {
       for (const id of r.damaged) err(`Left alone: snapshot ${id.slice(0, 8)} cannot be read (run verify).`);
     },
   );
+
+  secretOptions(
+    program
+      .command('erase')
+      .description('remove files from every backup for good (GDPR erasure), e.g. one patient\'s folder')
+      .requiredOption('--vault <dir>', 'vault folder')
+      .requiredOption('--path <pattern>', 'what to erase: "<folder label>/<path>", a folder or a glob (repeatable)', collect, [])
+      .option('--dry-run', 'only list what would be erased')
+      .option('--json', 'machine-readable output'),
+  ).action(async (o: VaultFlags & { path: string[]; dryRun?: boolean }) => {
+    const vault = await openVault(o);
+    const r = await withInventory((inv) => runErase(inv, vault, o.path, { dryRun: !!o.dryRun, log: err }));
+    if (o.json) {
+      out(JSON.stringify(r));
+      return;
+    }
+    const files = new Set(r.matches.flatMap((m) => m.files));
+    for (const m of r.matches) out(`${m.snapshot.slice(0, 8)}  ${m.time}  ${m.files.length} file(s), ${formatBytes(m.bytes)}`);
+    if (r.dryRun) {
+      for (const f of [...files].sort()) out(`  ${f}`);
+      out(`Dry run: ${files.size} file(s) in ${r.matches.length} backup(s) would be erased; nothing was changed.`);
+      return;
+    }
+    out(`Erased ${files.size} file(s) from ${r.matches.length} backup(s)${r.prune ? `; ${describePrune(r.prune)}` : '.'}`);
+    if (files.size > 0) out('If these files are still on this computer, delete them there too, or the next backup stores them again.');
+  });
 
   secretOptions(
     program

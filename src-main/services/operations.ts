@@ -8,6 +8,7 @@ import { restorePostgres, type PgRestoreOptions, type PgRestoreResult } from '..
 import { verify, type VerifyOptions, type VerifyReport } from '../engine/verify.js';
 import { forget, type ForgetResult } from '../engine/forget.js';
 import { prune, type PruneOptions, type PruneResult } from '../engine/prune.js';
+import { erase, type EraseResult } from '../engine/erase.js';
 import type { RetentionPolicy } from '../engine/retention.js';
 import type { SnapshotListing, Vault } from '../engine/vault/vault.js';
 
@@ -100,6 +101,26 @@ export async function runPrune(inv: Inventory, vault: Vault, opts: PruneOptions)
     const result = await prune(vault, opts);
     inv.endRun(runId, 'ok', { bytes: result.bytesBefore - result.bytesAfter });
     inv.audit('prune', vault.id, pruneFacts(result));
+    return result;
+  });
+}
+
+/** Erase on request: the audit entry says who erased which pattern, when, and how much; never file names or content. */
+export async function runErase(inv: Inventory, vault: Vault, patterns: string[], opts: { dryRun?: boolean; log?: (m: string) => void }): Promise<EraseResult> {
+  inv.upsertVault(vault.id, vault.location, vault.config.created);
+  if (opts.dryRun) return erase(vault, patterns, opts);
+  return tracked(inv, 'erase', vault.id, async (runId) => {
+    const result = await erase(vault, patterns, opts);
+    inv.markForgotten(Object.keys(result.rewritten));
+    for (const id of Object.values(result.rewritten)) inv.recordSnapshot(vault.id, id, await vault.readSnapshot(id));
+    const files = new Set(result.matches.flatMap((m) => m.files)).size;
+    inv.endRun(runId, 'ok', { files, bytes: result.prune ? result.prune.bytesBefore - result.prune.bytesAfter : undefined });
+    inv.audit('erase', vault.id, {
+      patterns,
+      files,
+      snapshotsRewritten: Object.keys(result.rewritten).length,
+      prune: result.prune && pruneFacts(result.prune),
+    });
     return result;
   });
 }

@@ -96,6 +96,10 @@ export interface Snapshot {
   sources: SnapshotSource[];
   totals: SnapshotTotals;
   audit: AuditRecord[];
+  /** Set on a snapshot rewritten by erase: the id of the snapshot it replaces. */
+  rewrittenFrom?: string;
+  /** Erasures applied to this backup: when, and how many files and bytes were removed (never which). */
+  erasures?: Array<{ time: string; files: number; bytes: number }>;
 }
 
 export function encodeContent(ids: Buffer[]): string {

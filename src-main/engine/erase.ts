@@ -49,7 +49,9 @@ export async function erase(vault: Vault, patterns: string[], opts: { dryRun?: b
   const matches = eraseMatcher(patterns);
   const lock = opts.dryRun ? undefined : await VaultLock.acquire(vault.storage, 'erase', opts.log);
   try {
-    let { snapshots, damaged } = await vault.listSnapshots();
+    const listing = await vault.listSnapshots();
+    const damaged = listing.damaged;
+    let snapshots = listing.snapshots;
     if (damaged.length > 0) {
       throw new RefusedError(
         `Erase changes nothing while ${damaged.length} backup record(s) cannot be read (${damaged.map((d) => d.id.slice(0, 8)).join(', ')}): ` +

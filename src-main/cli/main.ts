@@ -11,7 +11,7 @@ import { Inventory, appDataDir } from '../engine/inventory/inventory.js';
 import { Vault } from '../engine/vault/vault.js';
 import { checkNewPassphrase, makePassphraseSlot, makeRecoverySlot, readSlots, unlock, writeSlot, generateRecoveryKey } from '../engine/vault/keys.js';
 import { VaultLock } from '../engine/vault/lock.js';
-import { runBackup, runForget, runPrune, runErase, runRestore, runRestorePostgres, runVerify, rebuildInventory } from '../services/operations.js';
+import { runBackup, runForget, runPrune, runErase, runTestRestore, runRestore, runRestorePostgres, runVerify, rebuildInventory } from '../services/operations.js';
 import { DEFAULT_POLICY, validatePolicy, type RetentionPolicy } from '../engine/retention.js';
 import { newPassphrase, openingSecret, type SecretFlags } from './secrets.js';
 import { progressBar } from './progress.js';
@@ -50,6 +50,12 @@ function secretOptions(cmd: Command): Command {
   return cmd
     .option('--passphrase-file <file>', 'read the passphrase from this file')
     .option('--recovery-key-file <file>', 'open the vault with the recovery key in this file');
+}
+
+function testRestoreSummary(row: { time: string; snapshot_id: string; ok: number; details: string } | undefined): { time: string; snapshot: string; ok: boolean; estimatedFullMs: number } | null {
+  if (!row) return null;
+  const details = JSON.parse(row.details) as { rto?: { estimatedFullMs?: number } };
+  return { time: row.time, snapshot: row.snapshot_id, ok: row.ok === 1, estimatedFullMs: details.rto?.estimatedFullMs ?? 0 };
 }
 
 function describePrune(r: PruneResult): string {
@@ -290,6 +296,36 @@ export function buildProgram(): Command {
 
   secretOptions(
     program
+      .command('test-restore')
+      .description('prove a backup restores: databases into scratch places (checked, then removed), a sample of media re-hashed')
+      .requiredOption('--vault <dir>', 'vault folder')
+      .option('--snapshot <id>', 'which backup ("latest" or an id)', 'latest')
+      .option('--sample <n>', 'how many media files to restore and check', '20')
+      .option('--postgres-target <url>', 'server for the scratch PostgreSQL database (default: the one backed up)')
+      .option('--json', 'machine-readable output'),
+  ).action(async (o: VaultFlags & { snapshot: string; sample: string; postgresTarget?: string }) => {
+    if (!/^\d+$/.test(o.sample)) throw new UsageError(`--sample takes a whole number of files (got "${o.sample}").`);
+    const vault = await openVault(o);
+    const snap = await vault.resolveSnapshot(o.snapshot);
+    const r = await withInventory((inv) => runTestRestore(inv, vault, snap, { sample: Number(o.sample), postgresTarget: o.postgresTarget, log: o.json ? undefined : err }));
+    if (o.json) out(JSON.stringify(r));
+    else {
+      for (const d of r.databases) {
+        const n = Object.keys(d.tables).length;
+        out(`${d.ok ? 'OK    ' : 'FAILED'}  database ${d.label}: ${d.ok ? `integrity ${d.integrityCheck ?? 'ok'}, row counts of ${n} table(s) match` : d.problem} (${(d.durationMs / 1000).toFixed(1)} s)`);
+      }
+      out(`${r.media.failed.length ? 'FAILED' : 'OK    '}  media: ${r.media.ok} of ${r.media.sampled} sampled file(s) (out of ${r.media.of}) restored identical${r.media.matchesOriginal ? `, ${r.media.matchesOriginal} also equal to the original on disk` : ''} (${(r.media.durationMs / 1000).toFixed(1)} s)`);
+      for (const f of r.media.failed) out(`        ${f.path}: ${f.reason}`);
+      const min = (ms: number): string => (ms < 60_000 ? `${Math.max(1, Math.round(ms / 1000))} s` : `${(ms / 60_000).toFixed(1)} min`);
+      out(r.ok
+        ? `Backup ${r.snapshot.slice(0, 8)} (${r.time}) is restorable, proved now. Estimated time to restore everything: ${min(r.rto.estimatedFullMs)}.`
+        : `Backup ${r.snapshot.slice(0, 8)} (${r.time}) did NOT pass the test restore. Make a new backup to another drive and run "clinicvault verify --read-data".`);
+    }
+    if (!r.ok) process.exitCode = ExitCode.damage;
+  });
+
+  secretOptions(
+    program
       .command('erase')
       .description('remove files from every backup for good (GDPR erasure), e.g. one patient\'s folder')
       .requiredOption('--vault <dir>', 'vault folder')
@@ -442,6 +478,7 @@ export function buildProgram(): Command {
           snapshots: inv.snapshotCount(v.id),
           latestSnapshot: inv.latestSnapshot(v.id) ?? null,
           lastVerification: inv.lastVerification(v.id) ?? null,
+          lastTestRestore: testRestoreSummary(inv.lastTestRestore(v.id)),
         }));
         const runs = inv.lastRuns(10);
         if (o.json) {
@@ -453,6 +490,8 @@ export function buildProgram(): Command {
           out(`Vault ${v.id} at ${v.location}${v.reachable ? '' : ' (NOT CONNECTED)'}`);
           out(`  backups: ${v.snapshots}; latest: ${v.latestSnapshot ? v.latestSnapshot.time : 'none'}`);
           out(`  last check: ${v.lastVerification ? `${v.lastVerification.time} (${v.lastVerification.kind}, ${v.lastVerification.ok ? 'ok' : 'PROBLEMS'})` : 'never'}`);
+          const tr = v.lastTestRestore;
+          out(`  ${tr ? (tr.ok ? `restorable, proved on ${tr.time.slice(0, 10)} (backup ${tr.snapshot.slice(0, 8)}, full restore about ${Math.ceil(tr.estimatedFullMs / 60_000)} min)` : `test restore FAILED on ${tr.time.slice(0, 10)}`) : 'never test-restored'}`);
         }
         const lastFailed = runs.find((r) => r.status === 'failed');
         if (lastFailed) out(`Last failure: ${lastFailed.kind} at ${lastFailed.started}: ${lastFailed.error ?? ''}`);

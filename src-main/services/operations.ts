@@ -9,6 +9,7 @@ import { verify, type VerifyOptions, type VerifyReport } from '../engine/verify.
 import { forget, type ForgetResult } from '../engine/forget.js';
 import { prune, type PruneOptions, type PruneResult } from '../engine/prune.js';
 import { erase, type EraseResult } from '../engine/erase.js';
+import { testRestore, type TestRestoreOptions, type TestRestoreReport } from '../engine/test-restore.js';
 import type { RetentionPolicy } from '../engine/retention.js';
 import type { SnapshotListing, Vault } from '../engine/vault/vault.js';
 
@@ -122,6 +123,33 @@ export async function runErase(inv: Inventory, vault: Vault, patterns: string[],
       prune: result.prune && pruneFacts(result.prune),
     });
     return result;
+  });
+}
+
+/** A test restore, recorded against the snapshot it proved (or failed to): the app's "restorable, proved on" badge. */
+export async function runTestRestore(inv: Inventory, vault: Vault, snap: SnapshotListing, opts: TestRestoreOptions): Promise<TestRestoreReport> {
+  inv.upsertVault(vault.id, vault.location, vault.config.created);
+  return tracked(inv, 'test-restore', vault.id, async (runId) => {
+    const report = await testRestore(vault, snap, opts);
+    const problems = [
+      ...report.databases.filter((d) => !d.ok).map((d) => `${d.label}: ${d.problem ?? 'failed'}`),
+      ...report.media.failed.map((f) => `${f.path}: ${f.reason}`),
+    ];
+    inv.recordVerification(
+      vault.id,
+      'test-restore',
+      report.ok,
+      {
+        databases: report.databases.map((d) => ({ kind: d.kind, label: d.label, ok: d.ok, tables: Object.keys(d.tables).length, durationMs: d.durationMs })),
+        media: { sampled: report.media.sampled, of: report.media.of, ok: report.media.ok, matchesOriginal: report.media.matchesOriginal, durationMs: report.media.durationMs },
+        rto: report.rto,
+        problems,
+      },
+      snap.id,
+    );
+    inv.endRun(runId, report.ok ? 'ok' : 'failed', { snapshotId: snap.id, files: report.media.sampled, error: report.ok ? undefined : problems.join('; ') });
+    inv.audit('test-restore', vault.id, { snapshot: snap.id, ok: report.ok, durationMs: report.durationMs, estimatedFullMs: report.rto.estimatedFullMs, problems: problems.length });
+    return report;
   });
 }
 

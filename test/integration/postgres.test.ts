@@ -235,4 +235,19 @@ describe.skipIf(!!why)('PostgreSQL source', () => {
       expect((await cluster.sql('pagila_copy', q)).rows[0].f, t).toBe((await cluster.sql('pagila', q)).rows[0].f);
     }
   });
+
+  it('test-restore proves the latest backup in a scratch database and drops it afterwards', async () => {
+    const dbs = async (): Promise<string[]> => (await cluster.sql('postgres', 'SELECT datname FROM pg_database ORDER BY 1')).rows.map((r) => r.datname as string);
+    const before = await dbs();
+    const r = cli(['test-restore', '--vault', vault, '--json'], env);
+    expect(r.code, r.stderr).toBe(0);
+    const report = JSON.parse(r.stdout);
+    const pgProof = report.databases.find((d: { kind: string }) => d.kind === 'postgres');
+    expect(pgProof.ok).toBe(true);
+    expect(Object.keys(pgProof.tables).length).toBeGreaterThanOrEqual(4);
+    for (const t of Object.values(pgProof.tables) as Array<{ expected: number; actual: number }>) expect(t.actual).toBe(t.expected);
+    expect(await dbs()).toEqual(before);
+    const status = JSON.parse(cli(['status', '--json'], env).stdout);
+    expect(status.vaults[0].lastTestRestore).toMatchObject({ ok: true, snapshot: report.snapshot });
+  });
 });

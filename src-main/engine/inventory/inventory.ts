@@ -223,6 +223,22 @@ export class Inventory {
       | undefined;
   }
 
+  /** The latest test restore of this vault (of any of its snapshots), passed or not. */
+  lastTestRestore(vaultId: string): { time: string; snapshot_id: string; ok: number; details: string } | undefined {
+    return this.db
+      .prepare("SELECT time, snapshot_id, ok, details FROM verifications WHERE vault_id = ? AND kind = 'test-restore' ORDER BY id DESC LIMIT 1")
+      .get(vaultId) as { time: string; snapshot_id: string; ok: number; details: string } | undefined;
+  }
+
+  /** Per snapshot: the latest check recorded against it (test restores), newest first. */
+  snapshotProofs(vaultId: string): Array<{ snapshot_id: string; time: string; kind: string; ok: number }> {
+    return this.db
+      .prepare(`SELECT snapshot_id, time, kind, ok FROM verifications v WHERE vault_id = ? AND snapshot_id IS NOT NULL
+                AND id = (SELECT max(id) FROM verifications w WHERE w.vault_id = v.vault_id AND w.snapshot_id = v.snapshot_id AND w.kind = v.kind)
+                ORDER BY time DESC`)
+      .all(vaultId) as Array<{ snapshot_id: string; time: string; kind: string; ok: number }>;
+  }
+
   markMissingSnapshots(vaultId: string, present: string[]): void {
     const keep = new Set(present);
     const rows = this.db.prepare('SELECT id FROM snapshots WHERE vault_id = ? AND forgotten IS NULL').pluck().all(vaultId) as string[];

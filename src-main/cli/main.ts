@@ -11,7 +11,7 @@ import { Inventory, appDataDir } from '../engine/inventory/inventory.js';
 import { Vault } from '../engine/vault/vault.js';
 import { checkNewPassphrase, makePassphraseSlot, makeRecoverySlot, readSlots, unlock, writeSlot, generateRecoveryKey } from '../engine/vault/keys.js';
 import { VaultLock } from '../engine/vault/lock.js';
-import { runBackup, runForget, runPrune, runErase, runTestRestore, runRestore, runRestorePostgres, runVerify, rebuildInventory } from '../services/operations.js';
+import { runBackup, runForget, runPrune, runErase, runTestRestore, runExport, runRestore, runRestorePostgres, runVerify, rebuildInventory } from '../services/operations.js';
 import { DEFAULT_POLICY, validatePolicy, type RetentionPolicy } from '../engine/retention.js';
 import { newPassphrase, openingSecret, type SecretFlags } from './secrets.js';
 import { progressBar } from './progress.js';
@@ -322,6 +322,34 @@ export function buildProgram(): Command {
         : `Backup ${r.snapshot.slice(0, 8)} (${r.time}) did NOT pass the test restore. Make a new backup to another drive and run "clinicvault verify --read-data".`);
     }
     if (!r.ok) process.exitCode = ExitCode.damage;
+  });
+
+  secretOptions(
+    program
+      .command('export')
+      .description('write one backup as FILE.tar.age: opens with the standard age and tar tools, no ClinicVault needed')
+      .requiredOption('--vault <dir>', 'vault folder')
+      .option('--snapshot <id>', 'which backup ("latest" or an id)', 'latest')
+      .requiredOption('--out <file>', 'the bundle to write, e.g. clinic-2026-11.tar.age (never overwritten)')
+      .option('--export-passphrase-file <file>', 'read the bundle\'s passphrase from this file (else CLINICVAULT_EXPORT_PASSPHRASE or a prompt)')
+      .option('--migration', 'a migration bundle: tag the backup pre-migration and add the checklist and rollback plan')
+      .option('--from-version <x>', 'with --migration: the clinic software version now running')
+      .option('--to-version <y>', 'with --migration: the version being installed')
+      .option('--json', 'machine-readable output'),
+  ).action(async (o: VaultFlags & { snapshot: string; out: string; exportPassphraseFile?: string; migration?: boolean; fromVersion?: string; toVersion?: string }) => {
+    if (o.migration && (!o.fromVersion || !o.toVersion)) throw new UsageError('A migration bundle needs both --from-version X and --to-version Y.');
+    if (!o.migration && (o.fromVersion || o.toVersion)) throw new UsageError('--from-version and --to-version go with --migration.');
+    const passphrase = await newPassphrase(o.exportPassphraseFile, 'CLINICVAULT_EXPORT_PASSPHRASE', 'export');
+    const vault = await openVault(o);
+    const snap = await vault.resolveSnapshot(o.snapshot);
+    const migration = o.migration ? { from: o.fromVersion!, to: o.toVersion! } : undefined;
+    const r = await withInventory((inv) => runExport(inv, vault, snap, { out: o.out, passphrase, migration, appVersion: appVersion(), log: o.json ? undefined : err }));
+    if (o.json) out(JSON.stringify(r));
+    else {
+      out(`Exported backup ${r.snapshot.slice(0, 8)}: ${r.files} file(s), ${formatBytes(r.bytes)}, into ${r.out} (${formatBytes(r.archiveBytes)}).`);
+      if (r.tagged) out(`The backup is now tagged pre-migration (new id ${r.snapshot.slice(0, 8)}); the retention policy keeps it.`);
+      out('Open it anywhere with:  age --decrypt --output bundle.tar FILE.tar.age && tar -xf bundle.tar');
+    }
   });
 
   secretOptions(

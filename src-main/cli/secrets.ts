@@ -36,12 +36,12 @@ export async function openingSecret(flags: SecretFlags): Promise<Secret> {
 }
 
 /** A new passphrase (init, change): from a file, the environment, or typed twice. */
-export async function newPassphrase(file: string | undefined, envName: string): Promise<string> {
+export async function newPassphrase(file: string | undefined, envName: string, what = 'vault'): Promise<string> {
   if (file) return readSecretFile(file, 'new passphrase');
   const env = process.env[envName];
   if (env) return env;
   if (interactive()) {
-    const a = await password({ message: 'New vault passphrase (at least 10 characters):', mask: true }, { output: process.stderr });
+    const a = await password({ message: `New ${what} passphrase (at least 10 characters):`, mask: true }, { output: process.stderr });
     const b = await password({ message: 'Type it again:', mask: true }, { output: process.stderr });
     if (a !== b) throw new UsageError('The two passphrases differ. Nothing was changed; please try again.');
     return a;

@@ -49,9 +49,7 @@ export async function erase(vault: Vault, patterns: string[], opts: { dryRun?: b
   const matches = eraseMatcher(patterns);
   const lock = opts.dryRun ? undefined : await VaultLock.acquire(vault.storage, 'erase', opts.log);
   try {
-    const listing = await vault.listSnapshots();
-    const damaged = listing.damaged;
-    let snapshots = listing.snapshots;
+    const { snapshots, damaged, superseded } = await vault.listSnapshots();
     if (damaged.length > 0) {
       throw new RefusedError(
         `Erase changes nothing while ${damaged.length} backup record(s) cannot be read (${damaged.map((d) => d.id.slice(0, 8)).join(', ')}): ` +
@@ -59,11 +57,7 @@ export async function erase(vault: Vault, patterns: string[], opts: { dryRun?: b
       );
     }
     // Finish an erase that was killed between writing a rewrite and deleting the snapshot it replaces.
-    const replaced = new Set(snapshots.map((s) => s.snapshot.rewrittenFrom).filter((x): x is string => !!x));
-    if (!opts.dryRun) {
-      for (const s of snapshots) if (replaced.has(s.id)) await vault.storage.remove('snapshots', s.id);
-    }
-    snapshots = snapshots.filter((s) => !replaced.has(s.id));
+    if (!opts.dryRun) for (const id of superseded) await vault.storage.remove('snapshots', id);
 
     for (const s of snapshots) {
       for (const src of s.snapshot.sources) {

@@ -70,13 +70,15 @@ export async function prune(vault: Vault, opts: PruneOptions = {}): Promise<Prun
           'Run "clinicvault verify --read-data" to see which backups are affected, and make a fresh backup to another drive.',
       );
     }
-    const { snapshots, damaged } = await vault.listSnapshots();
+    const { snapshots, damaged, superseded } = await vault.listSnapshots();
     if (damaged.length > 0) {
       throw new RefusedError(
         `Prune changes nothing while ${damaged.length} backup record(s) cannot be read (${damaged.map((d) => d.id.slice(0, 8)).join(', ')}): ` +
           'their data might be needed. Run "clinicvault verify" for details.',
       );
     }
+    // Originals whose rewrite (erase, tag) is complete: the rewrite stands for them, so they go first.
+    if (!opts.dryRun) for (const id of superseded) await storage.remove('snapshots', id);
     const usage = analyzeUsage(index, snapshots);
     if (usage.missing > 0) {
       throw new RefusedError(`Prune changes nothing: ${usage.missing} chunk(s) that backups need are missing. Run "clinicvault verify" for details.`);

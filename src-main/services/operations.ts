@@ -9,6 +9,8 @@ import { verify, type VerifyOptions, type VerifyReport } from '../engine/verify.
 import { forget, type ForgetResult } from '../engine/forget.js';
 import { prune, type PruneOptions, type PruneResult } from '../engine/prune.js';
 import { erase, type EraseResult } from '../engine/erase.js';
+import { exportSnapshot, type ExportOptions, type ExportResult } from '../engine/export/export.js';
+import { addTag } from '../engine/tag.js';
 import { testRestore, type TestRestoreOptions, type TestRestoreReport } from '../engine/test-restore.js';
 import type { RetentionPolicy } from '../engine/retention.js';
 import type { SnapshotListing, Vault } from '../engine/vault/vault.js';
@@ -150,6 +152,25 @@ export async function runTestRestore(inv: Inventory, vault: Vault, snap: Snapsho
     inv.endRun(runId, report.ok ? 'ok' : 'failed', { snapshotId: snap.id, files: report.media.sampled, error: report.ok ? undefined : problems.join('; ') });
     inv.audit('test-restore', vault.id, { snapshot: snap.id, ok: report.ok, durationMs: report.durationMs, estimatedFullMs: report.rto.estimatedFullMs, problems: problems.length });
     return report;
+  });
+}
+
+/** Export a snapshot as FILE.tar.age. A migration bundle first tags the snapshot pre-migration, so the retention
+ * policy keeps it for as long as the rollback plan may need it. */
+export async function runExport(inv: Inventory, vault: Vault, snap: SnapshotListing, opts: ExportOptions): Promise<ExportResult & { tagged: boolean }> {
+  inv.upsertVault(vault.id, vault.location, vault.config.created);
+  return tracked(inv, 'export', vault.id, async (runId) => {
+    let target = snap;
+    if (opts.migration && !snap.snapshot.tags.includes('pre-migration')) {
+      target = await addTag(vault, snap, 'pre-migration', opts.log);
+      inv.markForgotten([snap.id]);
+      inv.recordSnapshot(vault.id, target.id, target.snapshot);
+      inv.audit('tag', vault.id, { snapshot: target.id, replaces: snap.id, tag: 'pre-migration' });
+    }
+    const result = await exportSnapshot(vault, target, { ...opts, vaultLocation: vault.location });
+    inv.endRun(runId, 'ok', { snapshotId: target.id, files: result.files, bytes: result.archiveBytes });
+    inv.audit('export', vault.id, { snapshot: target.id, out: result.out, files: result.files, bytes: result.archiveBytes, migration: opts.migration ?? null });
+    return { ...result, tagged: target !== snap };
   });
 }
 

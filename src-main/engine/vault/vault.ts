@@ -127,9 +127,11 @@ export class Vault {
     return readSnapshot(this.storage, this.keys, id);
   }
 
-  /** All readable snapshots, oldest first; unreadable ones are returned in `damaged`. */
-  async listSnapshots(): Promise<{ snapshots: SnapshotListing[]; damaged: Array<{ id: string; message: string }> }> {
-    const snapshots: SnapshotListing[] = [];
+  /** All readable snapshots, oldest first; unreadable ones are returned in `damaged`. A snapshot that a rewrite
+   * (erase, tag) replaced but that still exists, because the rewrite was interrupted, is left out and named in
+   * `superseded`: the rewrite stands for it. */
+  async listSnapshots(): Promise<{ snapshots: SnapshotListing[]; damaged: Array<{ id: string; message: string }>; superseded: string[] }> {
+    let snapshots: SnapshotListing[] = [];
     const damaged: Array<{ id: string; message: string }> = [];
     for (const id of await this.storage.list('snapshots')) {
       try {
@@ -138,8 +140,11 @@ export class Vault {
         damaged.push({ id, message: (err as Error).message });
       }
     }
+    const replaced = new Set(snapshots.map((s) => s.snapshot.rewrittenFrom).filter((x): x is string => !!x));
+    const superseded = snapshots.filter((s) => replaced.has(s.id)).map((s) => s.id);
+    snapshots = snapshots.filter((s) => !replaced.has(s.id));
     snapshots.sort((a, b) => a.snapshot.time.localeCompare(b.snapshot.time) || a.id.localeCompare(b.id));
-    return { snapshots, damaged };
+    return { snapshots, damaged, superseded };
   }
 
   /** Resolve "latest", a full id or a unique prefix (at least 4 characters). */

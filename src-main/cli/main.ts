@@ -7,6 +7,7 @@ import * as os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { ClinicVaultError, ExitCode, UsageError, formatBytes } from '../engine/errors.js';
 import type { PruneResult } from '../engine/prune.js';
+import { spaceReport } from '../engine/space.js';
 import { Inventory, appDataDir } from '../engine/inventory/inventory.js';
 import { Vault } from '../engine/vault/vault.js';
 import { checkNewPassphrase, makePassphraseSlot, makeRecoverySlot, readSlots, unlock, writeSlot, generateRecoveryKey } from '../engine/vault/keys.js';
@@ -56,6 +57,27 @@ function testRestoreSummary(row: { time: string; snapshot_id: string; ok: number
   if (!row) return null;
   const details = JSON.parse(row.details) as { rto?: { estimatedFullMs?: number } };
   return { time: row.time, snapshot: row.snapshot_id, ok: row.ok === 1, estimatedFullMs: details.rto?.estimatedFullMs ?? 0 };
+}
+
+interface PolicyFlags {
+  keepLast?: number;
+  keepHourly?: number;
+  keepDaily?: number;
+  keepWeekly?: number;
+  keepMonthly?: number;
+  keepYearly?: number;
+  keepWithin?: string;
+  keepTag: string[];
+  timeZone?: string;
+}
+
+function describePolicy(p: RetentionPolicy & { timeZone?: string }): string {
+  const parts: string[] = [];
+  if (p.last) parts.push(`the last ${p.last}`);
+  for (const k of ['hourly', 'daily', 'weekly', 'monthly', 'yearly'] as const) if (p[k]) parts.push(`${p[k]} ${k}`);
+  if (p.within) parts.push(`everything within ${p.within} of the newest`);
+  if (p.keepTags?.length) parts.push(`anything tagged ${p.keepTags.join(' or ')}`);
+  return parts.join(', ') + (p.timeZone ? ` (days counted in ${p.timeZone})` : '');
 }
 
 function describePrune(r: PruneResult): string {
@@ -248,11 +270,8 @@ export function buildProgram(): Command {
     if (!/^\d+$/.test(v)) throw new UsageError(`"${v}" is not a whole number.`);
     return Number(v);
   };
-  secretOptions(
-    program
-      .command('forget')
-      .description('apply a retention policy: show which backups are kept and why, and forget the others')
-      .requiredOption('--vault <dir>', 'vault folder')
+  const policyFlags = (cmd: Command): Command =>
+    cmd
       .option('--keep-last <n>', 'keep the n most recent backups', count)
       .option('--keep-hourly <n>', 'keep the newest backup of each of the last n hours that have one', count)
       .option('--keep-daily <n>', 'keep the newest backup of each of the last n days that have one', count)
@@ -261,25 +280,67 @@ export function buildProgram(): Command {
       .option('--keep-yearly <n>', 'the same per year', count)
       .option('--keep-within <duration>', 'keep everything within this long of the newest backup, e.g. 30d, 6m, 1y')
       .option('--keep-tag <tag>', 'never forget backups with this tag (repeatable; pre-migration and pre-restore always)', collect, [])
-      .option('--time-zone <iana>', 'time zone whose days, weeks and months count (default: this computer\'s)')
+      .option('--time-zone <iana>', "time zone whose days, weeks and months count (default: this computer's)");
+  /** The policy the flags give, or undefined when they give no rule. */
+  const policyFrom = (o: PolicyFlags): RetentionPolicy | undefined => {
+    const rules = { last: o.keepLast, hourly: o.keepHourly, daily: o.keepDaily, weekly: o.keepWeekly, monthly: o.keepMonthly, yearly: o.keepYearly, within: o.keepWithin };
+    const given = Object.fromEntries(Object.entries(rules).filter(([, v]) => v !== undefined)) as RetentionPolicy;
+    if (Object.keys(given).length === 0) return undefined;
+    const policy: RetentionPolicy = { ...given, keepTags: [...new Set([...(DEFAULT_POLICY.keepTags ?? []), ...o.keepTag])] };
+    checkPolicy(policy, o.timeZone);
+    return policy;
+  };
+  const checkPolicy = (policy: RetentionPolicy, timeZone?: string): void => {
+    try {
+      validatePolicy(policy);
+      if (timeZone) new Intl.DateTimeFormat('en-US', { timeZone });
+    } catch (e) {
+      throw new UsageError(`Cannot use this retention policy: ${(e as Error).message}.`);
+    }
+  };
+
+  secretOptions(
+    policyFlags(
+      program
+        .command('policy')
+        .description("show or set this vault's own retention policy (each drive can keep its own; forget uses it)")
+        .requiredOption('--vault <dir>', 'vault folder'),
+    )
+      .option('--clear', 'remove the vault\'s policy (forget then uses the default: 7 daily, 4 weekly, 12 monthly)')
+      .option('--json', 'machine-readable output'),
+  ).action(async (o: VaultFlags & PolicyFlags & { clear?: boolean }) => {
+    const policy = policyFrom(o);
+    if (o.clear && policy) throw new UsageError('Give either --clear or --keep-* rules, not both.');
+    const vault = await openVault(o);
+    if (policy || o.clear || o.timeZone) {
+      const next = policy ? { ...policy, ...(o.timeZone ? { timeZone: o.timeZone } : {}) } : o.clear ? undefined : { ...(vault.config.retention ?? DEFAULT_POLICY), timeZone: o.timeZone };
+      await vault.setRetention(next, err);
+      await withInventory(async (inv) => void inv.audit('policy.set', vault.id, { policy: next ?? 'default' }));
+    }
+    const current = vault.config.retention;
+    if (o.json) out(JSON.stringify({ policy: current ?? DEFAULT_POLICY, isDefault: !current }));
+    else out(`${current ? 'This vault keeps' : 'This vault has no policy of its own; the default keeps'}: ${describePolicy(current ?? DEFAULT_POLICY)}.`);
+  });
+
+  secretOptions(
+    policyFlags(
+      program
+        .command('forget')
+        .description('apply a retention policy: show which backups are kept and why, and forget the others')
+        .requiredOption('--vault <dir>', 'vault folder'),
+    )
       .option('--dry-run', 'only show what would be kept and forgotten')
       .option('--prune', 'then reclaim the space: delete unused packs and repack mostly-unused ones')
       .option('--json', 'machine-readable output'),
   ).action(
-    async (
-      o: VaultFlags & { keepLast?: number; keepHourly?: number; keepDaily?: number; keepWeekly?: number; keepMonthly?: number; keepYearly?: number; keepWithin?: string; keepTag: string[]; timeZone?: string; dryRun?: boolean; prune?: boolean },
-    ) => {
-      const rules = { last: o.keepLast, hourly: o.keepHourly, daily: o.keepDaily, weekly: o.keepWeekly, monthly: o.keepMonthly, yearly: o.keepYearly, within: o.keepWithin };
-      const given = Object.values(rules).some((v) => v !== undefined);
-      const policy: RetentionPolicy = { ...(given ? rules : DEFAULT_POLICY), keepTags: [...new Set([...(DEFAULT_POLICY.keepTags ?? []), ...o.keepTag])] };
-      try {
-        validatePolicy(policy);
-        if (o.timeZone) new Intl.DateTimeFormat('en-US', { timeZone: o.timeZone });
-      } catch (e) {
-        throw new UsageError(`Cannot use this retention policy: ${(e as Error).message}.`);
-      }
+    async (o: VaultFlags & PolicyFlags & { dryRun?: boolean; prune?: boolean }) => {
+      const given = policyFrom(o);
       const vault = await openVault(o);
-      const r = await withInventory((inv) => runForget(inv, vault, policy, { dryRun: !!o.dryRun, timeZone: o.timeZone, prune: !!o.prune }));
+      // Flags win; else this vault's own policy; else the default.
+      const own = vault.config.retention;
+      const policy: RetentionPolicy = given ?? (own ? { ...own, keepTags: [...new Set([...(DEFAULT_POLICY.keepTags ?? []), ...(own.keepTags ?? []), ...o.keepTag])] } : { ...DEFAULT_POLICY, keepTags: [...new Set([...(DEFAULT_POLICY.keepTags ?? []), ...o.keepTag])] });
+      const timeZone = o.timeZone ?? own?.timeZone;
+      const r = await withInventory((inv) => runForget(inv, vault, policy, { dryRun: !!o.dryRun, timeZone, prune: !!o.prune }));
       if (o.json) {
         out(JSON.stringify({ dryRun: r.dryRun, policy, kept: r.decisions.filter((d) => d.keep).map((d) => ({ id: d.snapshot.id, time: d.snapshot.time, reasons: d.reasons })), forgotten: r.forgotten, damaged: r.damaged, prune: r.prune }));
         return;
@@ -350,6 +411,28 @@ export function buildProgram(): Command {
       if (r.tagged) out(`The backup is now tagged pre-migration (new id ${r.snapshot.slice(0, 8)}); the retention policy keeps it.`);
       out('Open it anywhere with:  age --decrypt --output bundle.tar FILE.tar.age && tar -xf bundle.tar');
     }
+  });
+
+  secretOptions(
+    program
+      .command('space')
+      .description('space accounting: what each backup alone holds, used and reclaimable bytes, when the drive will be full')
+      .requiredOption('--vault <dir>', 'vault folder')
+      .option('--json', 'machine-readable output'),
+  ).action(async (o: VaultFlags) => {
+    const vault = await openVault(o);
+    const r = await spaceReport(vault);
+    if (o.json) {
+      out(JSON.stringify(r));
+      return;
+    }
+    out('Backup    time                      files size   only in this backup');
+    for (const s of r.snapshots) out(`${s.id.slice(0, 8)}  ${s.time.padEnd(24)}  ${formatBytes(s.logicalBytes).padStart(10)}   ${formatBytes(s.uniqueBytes).padStart(10)}`);
+    out(`Vault: ${formatBytes(r.vault.packBytes)} of data in ${r.vault.packs} pack(s); ${formatBytes(r.vault.usedBytes)} needed by backups, ${formatBytes(r.vault.reclaimableBytes)} reclaimable with "clinicvault prune".`);
+    if (r.drive) out(`Drive: ${formatBytes(r.drive.freeBytes)} free of ${formatBytes(r.drive.totalBytes)}.`);
+    if (r.growth) out(`Growth: ${formatBytes(r.growth.bytesPerDay)} a day over the last ${r.growth.days} day(s) (${r.growth.backups} backups).`);
+    if (r.forecast) out(`At that rate the drive is full in about ${r.forecast.daysUntilFull} day(s), around ${r.forecast.fullOn}.`);
+    else out(r.growth ? 'The vault is not growing.' : 'Not enough backup history yet to forecast when the drive will be full.');
   });
 
   secretOptions(

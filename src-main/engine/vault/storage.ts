@@ -179,6 +179,16 @@ export class LocalStorage implements Storage {
     return removed;
   }
 
+  /** Free and total bytes of the filesystem holding the vault, or undefined when the platform cannot tell. */
+  async diskSpace(): Promise<{ free: number; total: number } | undefined> {
+    try {
+      const s = await fsp.statfs(this.location);
+      return { free: s.bavail * s.bsize, total: s.blocks * s.bsize };
+    } catch {
+      return undefined;
+    }
+  }
+
   /** Free bytes on the filesystem holding the vault, or undefined when the platform cannot tell. */
   async freeBytes(): Promise<number | undefined> {
     try {

@@ -8,6 +8,8 @@ import { generateRecoveryKey, makePassphraseSlot, makeRecoverySlot, generateMast
 import { LocalStorage } from './storage.js';
 import { MasterIndex } from './index-file.js';
 import { readSnapshot, type Snapshot } from './snapshot.js';
+import { validatePolicy, type RetentionPolicy } from '../retention.js';
+import { VaultLock } from './lock.js';
 
 export const FORMAT_NAME = 'clinicvault-vault';
 export const FORMAT_VERSION = 1;
@@ -25,6 +27,8 @@ export interface VaultConfig {
     dumps?: { algorithm: 'fastcdc-2020'; min: number; avg: number; max: number };
   };
   packSize: number;
+  /** This destination's retention policy (a local vault keeps weeks, an offsite drive months); default if absent. */
+  retention?: RetentionPolicy & { timeZone?: string };
 }
 
 /** Small content-defined chunks for dumps: a changed row moves in the dump, and small chunks keep the rest equal. */
@@ -105,6 +109,15 @@ export class Vault {
       throw new DamageError(`The vault's config.json at ${loc} is damaged (not valid JSON). Restore it from another copy of the vault.`);
     }
     if (config.format !== FORMAT_NAME) throw new VaultNotFoundError(`${loc} is not a ClinicVault vault.`);
+    if (config.retention !== undefined) {
+      try {
+        if (typeof config.retention !== 'object' || config.retention === null) throw new Error('it is not an object');
+        validatePolicy(config.retention);
+        if (config.retention.timeZone) new Intl.DateTimeFormat('en-US', { timeZone: config.retention.timeZone });
+      } catch (err) {
+        throw new UsageError(`The retention policy in ${path.join(loc, 'config.json')} is not valid (${(err as Error).message}). Set it again with "clinicvault policy --vault ${loc} --keep-...".`);
+      }
+    }
     if (config.version > FORMAT_VERSION) {
       throw new ClinicVaultError(`This vault uses format version ${config.version}, newer than this ClinicVault understands (${FORMAT_VERSION}). Update ClinicVault.`);
     }
@@ -117,6 +130,22 @@ export class Vault {
     const storage = new LocalStorage(loc);
     const { keys } = await unlock(storage, secret);
     return new Vault(loc, storage, config, keys);
+  }
+
+  /** Set (or, with undefined, remove) this vault's retention policy in config.json, under the writer lock. */
+  async setRetention(policy: (RetentionPolicy & { timeZone?: string }) | undefined, log?: (m: string) => void): Promise<void> {
+    if (policy) validatePolicy(policy);
+    const lock = await VaultLock.acquire(this.storage, 'policy', log);
+    try {
+      const next: VaultConfig = { ...this.config };
+      if (policy) next.retention = policy;
+      else delete next.retention;
+      await this.storage.write('config', 'config.json', Buffer.from(JSON.stringify(next, null, 2) + '\n'));
+      this.config.retention = next.retention;
+      if (!policy) delete this.config.retention;
+    } finally {
+      await lock.release().catch(() => undefined);
+    }
   }
 
   loadIndex(opts: { recoverOrphans?: boolean } = {}): Promise<MasterIndex> {

@@ -185,14 +185,21 @@ export function buildProgram(): Command {
   ).action(async (o: VaultFlags) => {
     const vault = await openVault(o);
     const { snapshots, damaged } = await vault.listSnapshots();
+    // What the inventory knows about each backup's proof: its latest test restore.
+    const proofs = await withInventory(async (inv) => new Map(inv.snapshotProofs(vault.id).filter((p) => p.kind === 'test-restore').map((p) => [p.snapshot_id, p])));
     if (o.json) {
-      out(JSON.stringify(snapshots.map((s) => snapshotSummary(s.id, s.snapshot))));
+      out(JSON.stringify(snapshots.map((s) => {
+        const p = proofs.get(s.id);
+        return { ...snapshotSummary(s.id, s.snapshot), lastTestRestore: p ? { time: p.time, ok: p.ok === 1 } : null };
+      })));
     } else if (snapshots.length === 0) {
       out('No backups in this vault yet.');
     } else {
       for (const s of snapshots) {
         const srcs = s.snapshot.sources.map((x) => (x.kind === 'folder' ? `${x.label} (${x.fileCount} files)` : `${x.label} (${x.kind === 'sqlite' ? 'SQLite' : 'PostgreSQL'} database)`)).join(', ');
-        out(`${s.id.slice(0, 8)}  ${s.snapshot.time}  ${s.snapshot.host}  ${srcs}${s.snapshot.tags.length ? '  [' + s.snapshot.tags.join(', ') + ']' : ''}`);
+        const p = proofs.get(s.id);
+        const proof = p ? (p.ok ? `  restorable, proved on ${p.time.slice(0, 10)}` : `  test restore FAILED on ${p.time.slice(0, 10)}`) : '';
+        out(`${s.id.slice(0, 8)}  ${s.snapshot.time}  ${s.snapshot.host}  ${srcs}${s.snapshot.tags.length ? '  [' + s.snapshot.tags.join(', ') + ']' : ''}${proof}`);
       }
     }
     for (const d of damaged) err(`Damaged: ${d.message}`);

@@ -41,6 +41,9 @@ describe('test-restore', () => {
     expect(text.stdout).toMatch(/is restorable, proved now/);
     const status = cli(['status'], env).stdout;
     expect(status).toMatch(new RegExp(`restorable, proved on \\d{4}-\\d\\d-\\d\\d \\(backup ${snapshot.slice(0, 8)}`));
+    const listed = JSON.parse(cli(['snapshots', '--vault', vault, '--json'], env).stdout);
+    expect(listed[0].lastTestRestore).toMatchObject({ ok: true });
+    expect(cli(['snapshots', '--vault', vault], env).stdout).toMatch(/restorable, proved on \d{4}-/);
     const inv = new Database(path.join(work, 'home', 'inventory.sqlite'), { readonly: true });
     const rows = inv.prepare("SELECT snapshot_id, ok FROM verifications WHERE kind = 'test-restore'").all();
     expect(rows).toEqual([{ snapshot_id: snapshot, ok: 1 }, { snapshot_id: snapshot, ok: 1 }]);

@@ -30,9 +30,9 @@ export async function forget(vault: Vault, policy: RetentionPolicy, opts: { dryR
     }
     const result: ForgetResult = { decisions, forgotten, damaged: damaged.map((d) => d.id), dryRun: !!opts.dryRun };
     if (opts.prune) {
-      // A dry run's forgotten snapshots still exist, so its prune estimate cannot count their data.
+      // In a dry run the snapshots to forget still exist: the estimate counts them as gone.
       const pruneOpts = typeof opts.prune === 'object' ? opts.prune : {};
-      result.prune = await prune(vault, { ...pruneOpts, dryRun: opts.dryRun, lock, log: opts.log });
+      result.prune = await prune(vault, { ...pruneOpts, dryRun: opts.dryRun, lock, log: opts.log, assumeForgotten: opts.dryRun ? new Set(forgotten) : undefined });
     }
     return result;
   } finally {

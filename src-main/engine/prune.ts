@@ -31,6 +31,8 @@ export interface PruneOptions {
   repackAll?: boolean;
   /** Packs no index lists, younger than this, are left alone (default one hour). */
   orphanGraceMs?: number;
+  /** Count these snapshots as gone (forget --dry-run --prune: the estimate for what forget would remove). */
+  assumeForgotten?: ReadonlySet<string>;
   /** A lock the caller already holds (forget --prune, erase). */
   lock?: VaultLock;
   log?: (msg: string) => void;
@@ -70,7 +72,9 @@ export async function prune(vault: Vault, opts: PruneOptions = {}): Promise<Prun
           'Run "clinicvault verify --read-data" to see which backups are affected, and make a fresh backup to another drive.',
       );
     }
-    const { snapshots, damaged, superseded } = await vault.listSnapshots();
+    const listing = await vault.listSnapshots();
+    const { damaged, superseded } = listing;
+    const snapshots = listing.snapshots.filter((s) => !opts.assumeForgotten?.has(s.id));
     if (damaged.length > 0) {
       throw new RefusedError(
         `Prune changes nothing while ${damaged.length} backup record(s) cannot be read (${damaged.map((d) => d.id.slice(0, 8)).join(', ')}): ` +

@@ -4,8 +4,7 @@
 // restored and each is re-hashed: its chunks must give the ids the snapshot lists, and when the original is still
 // on disk unchanged (same size and time), its SHA-256 must equal the original's. The timings are the measured
 // recovery time; the full media restore time is extrapolated from the sample's throughput.
-import { createHash, randomBytes, randomInt } from 'node:crypto';
-import * as fs from 'node:fs';
+import { randomBytes, randomInt } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -13,6 +12,7 @@ import { restore } from './restore.js';
 import { restorePostgres } from './restore-postgres.js';
 import { connect, parsePostgresUrl } from './sources/postgres.js';
 import { quoteIdent } from './sources/sqlite.js';
+import { sha256File } from './sources/folder.js';
 import { hmac } from './vault/crypto.js';
 import { decodeContent, type TreeEntry } from './vault/snapshot.js';
 import type { SnapshotListing, Vault } from './vault/vault.js';
@@ -191,12 +191,6 @@ async function checkFile(vault: Vault, index: Awaited<ReturnType<Vault['loadInde
   } finally {
     await fh.close();
   }
-}
-
-async function sha256File(file: string): Promise<string> {
-  const h = createHash('sha256');
-  for await (const chunk of fs.createReadStream(file)) h.update(chunk as Buffer);
-  return h.digest('hex');
 }
 
 async function dropScratch(server: string, db: string): Promise<void> {

@@ -71,6 +71,10 @@ describe('per-destination policies and space accounting', () => {
     const text = cli(['space', '--vault', vaults.local], env).stdout;
     expect(text).toMatch(/At that rate the drive is full in about \d+ day\(s\), around \d{4}-\d\d-\d\d/);
 
+    // forget --dry-run --prune estimates what forget then prune will free, counting the backups it would forget.
+    const estimate = JSON.parse(cli(['forget', '--vault', vaults.local, '--dry-run', '--prune', '--json'], env).stdout).prune;
+    const estimatedFree = estimate.bytesBefore - estimate.bytesAfter;
+    expect(estimatedFree).toBeGreaterThanOrEqual(4 * SCAN);
     expect(cli(['forget', '--vault', vaults.local], env).code).toBe(0);
     const forgotten = space();
     expect(forgotten.vault.reclaimableBytes).toBeGreaterThanOrEqual(4 * SCAN);
@@ -78,6 +82,7 @@ describe('per-destination policies and space accounting', () => {
     const pruned = space();
     expect(pruned.vault.reclaimableBytes).toBeLessThan(10_000);
     expect(before.vault.packBytes - pruned.vault.packBytes).toBeGreaterThanOrEqual(4 * SCAN);
+    expect(Math.abs(before.vault.packBytes - pruned.vault.packBytes - estimatedFree)).toBeLessThan(20_000);
   });
 
   it('a malformed policy in config.json is refused with the way to fix it', () => {

@@ -1,5 +1,6 @@
 // PostgreSQL source against a real server (a throwaway cluster): round trip of a realistic clinic schema, a dump
 // taken during inserts, clear failures with no snapshot, the replace-live swap, a one-table restore, and dedup.
+import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -249,5 +250,24 @@ describe.skipIf(!!why)('PostgreSQL source', () => {
     expect(await dbs()).toEqual(before);
     const status = JSON.parse(cli(['status', '--json'], env).stdout);
     expect(status.vaults[0].lastTestRestore).toMatchObject({ ok: true, snapshot: report.snapshot });
+  });
+
+  it('export: the bundle holds a dump that pg_restore reads, opened with the real age and tar', () => {
+    const dir = tempDir('cv-pg-export-');
+    const out = path.join(dir, 'clinic.tar.age');
+    const pass = 'auditor bundle passphrase 9';
+    const r = cli(['export', '--vault', vault, '--out', out], { ...env, CLINICVAULT_EXPORT_PASSPHRASE: pass });
+    expect(r.code, r.stderr).toBe(0);
+    const tar = path.join(dir, 'b.tar');
+    const d = spawnSync('python3', [path.join(ROOT, 'test', 'helpers', 'age-decrypt.py'), out, tar], { env: { ...process.env, AGE_TEST_PASSPHRASE: pass }, encoding: 'utf8' });
+    expect(d.status, d.stderr).toBe(0);
+    execFileSync('tar', ['-xf', tar, '-C', dir]);
+    const folder = fs.readdirSync(dir).find((f) => f.startsWith('clinicvault-export-'))!;
+    const manifest = JSON.parse(fs.readFileSync(path.join(dir, folder, 'manifest.json'), 'utf8'));
+    const label = manifest.sources.find((x: { kind: string }) => x.kind === 'postgres').label as string;
+    const list = cluster.tool('pg_restore', ['--list', path.join(dir, folder, label, `${label}.dump`)]);
+    expect(list).toMatch(/TABLE DATA public /);
+    expect(fs.readFileSync(path.join(dir, folder, 'README.txt'), 'utf8')).toMatch(/pg_restore --dbname NEWNAME/);
+    expect(spawnSync('sha256sum', ['-c', '--quiet', 'SHA256SUMS'], { cwd: path.join(dir, folder) }).status).toBe(0);
   });
 });

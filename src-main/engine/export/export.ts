@@ -19,6 +19,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { AgeEncryptStream, defaultLogN } from './age.js';
 import { restore } from '../restore.js';
+import { sha256File } from '../sources/folder.js';
 import { DamageError, DriveFullError, RefusedError, UsageError, isNoSpace } from '../errors.js';
 import { checkNewPassphrase } from '../vault/keys.js';
 import { ChunkIntegrityError, openBlob } from '../vault/pack.js';
@@ -222,12 +223,6 @@ export async function exportSnapshot(vault: Vault, snap: SnapshotListing, opts: 
   } finally {
     await fsp.rm(scratch, { recursive: true, force: true });
   }
-}
-
-async function sha256File(file: string): Promise<string> {
-  const h = createHash('sha256');
-  for await (const chunk of fs.createReadStream(file)) h.update(chunk as Buffer);
-  return h.digest('hex');
 }
 
 function readme(folder: string, snap: SnapshotListing, migration?: MigrationInfo): string {

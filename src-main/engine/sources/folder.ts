@@ -1,5 +1,7 @@
 // Folder source: walk the clinic's media root, honouring exclude patterns, and report what could not be read
 // instead of failing the backup.
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import picomatch from 'picomatch';
@@ -76,4 +78,11 @@ export async function walkFolder(root: string, excludes: string[]): Promise<Walk
   }
   await visit('');
   return { files, skipped };
+}
+
+/** SHA-256 of a file's content, hex, read as a stream. */
+export async function sha256File(file: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const chunk of fs.createReadStream(file)) h.update(chunk as Buffer);
+  return h.digest('hex');
 }

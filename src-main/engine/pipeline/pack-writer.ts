@@ -1,9 +1,12 @@
-// PackWriter: fills packs with sealed blobs and writes each one (temp, fsync, rename) while the next one fills.
-// At most one write is in flight, so memory stays at about two packs. Packs are durable before anyone is told.
+// PackWriter: streams sealed blobs into a pack file as they come (temporary name, positional writes), hashing as it
+// goes; at the pack size it appends the sealed header, and fsyncs and links the file into place while the next pack
+// fills. Blobs are not held until the pack is complete, so memory stays at a few MiB of writes in flight whatever
+// the pack size. At most one pack is being made durable at a time. Packs are durable before anyone is told.
+import { createHash, type Hash } from 'node:crypto';
 import type { MasterKeys } from '../vault/keys.js';
-import { assemblePack } from '../vault/pack.js';
+import { packTail, type PackBlob } from '../vault/pack.js';
 import type { PackRecord } from '../vault/index-file.js';
-import type { Storage } from '../vault/storage.js';
+import type { LocalStorage, TempFile } from '../vault/storage.js';
 
 export interface SealedBlob {
   id: Buffer;
@@ -13,63 +16,133 @@ export interface SealedBlob {
   sealed: Buffer;
 }
 
-/** Packs being written at once per writer: the disk stays busy while the next pack fills. */
-const MAX_WRITES = 1;
+/** Bytes written but not yet confirmed by the OS before add() waits. */
+const WRITES_IN_FLIGHT = 4 * 1024 * 1024;
+/** Small blobs (database pages) are gathered into writes of about this size: one system call per 4 KiB blob costs
+ * more than sealing it. */
+const STAGE = 1024 * 1024;
+/** Packs being made durable (fsync, link) at once per writer: the disk stays busy while the next pack fills. */
+const MAX_COMMITS = 1;
+
+interface OpenPack {
+  file: Promise<TempFile>;
+  hash: Hash;
+  blobs: PackBlob[];
+  offset: number;
+  writes: Array<Promise<void>>;
+  inFlight: number;
+  /** Blobs gathered for one write, starting at pack offset stageAt. */
+  stage: Buffer[];
+  stageBytes: number;
+  stageAt: number;
+}
+
+/** Mark a promise as handled (its failure is collected later by settle/flush), so an early rejection does not
+ * count as unhandled and end the worker. Returns the same promise. */
+function handled<T>(p: Promise<T>): Promise<T> {
+  p.catch(() => undefined);
+  return p;
+}
 
 export class PackWriter {
-  private items: SealedBlob[] = [];
-  private bytes = 0;
-  private readonly writing = new Set<Promise<void>>();
-  private writingBytes = 0;
+  private cur: OpenPack | undefined;
+  private readonly committing = new Set<Promise<void>>();
   private failure: unknown;
 
   constructor(
-    private readonly storage: Storage,
+    private readonly storage: LocalStorage,
     private readonly keys: MasterKeys,
     private readonly packSize: number,
     private readonly onWritten: (pack: PackRecord, size: number) => void,
   ) {}
 
-  /** Sealed bytes not yet durable (the pack filling plus the one being written). */
-  get pendingBytes(): number {
-    return this.bytes + this.writingBytes;
-  }
-
   async add(blob: SealedBlob): Promise<void> {
-    this.items.push(blob);
-    this.bytes += blob.sealed.length;
-    if (this.bytes >= this.packSize) await this.flush();
+    if (this.failure) throw this.failure;
+    const p = (this.cur ??= this.open());
+    p.blobs.push({ id: blob.id, type: blob.type, compression: blob.compression, offset: p.offset, length: blob.sealed.length, rawLength: blob.rawLength });
+    p.hash.update(blob.sealed);
+    p.stage.push(blob.sealed);
+    p.stageBytes += blob.sealed.length;
+    p.offset += blob.sealed.length;
+    p.inFlight += blob.sealed.length;
+    if (p.stageBytes >= STAGE) this.writeStage(p);
+    if (p.inFlight >= WRITES_IN_FLIGHT) {
+      const writes = p.writes;
+      p.writes = [];
+      p.inFlight = 0;
+      await this.settle(writes);
+    }
+    if (p.offset >= this.packSize) await this.flush();
   }
 
-  /** Start writing the current pack. With MAX_WRITES already in flight, waits for one; rethrows a write error. */
+  private open(): OpenPack {
+    return { file: handled(this.storage.createTemp('data')), hash: createHash('sha256'), blobs: [], offset: 0, writes: [], inFlight: 0, stage: [], stageBytes: 0, stageAt: 0 };
+  }
+
+  /** Start the write of the gathered blobs (one buffer: a large blob as it is, small ones joined). */
+  private writeStage(p: OpenPack): void {
+    if (p.stageBytes === 0) return;
+    const data = p.stage.length === 1 ? p.stage[0]! : Buffer.concat(p.stage, p.stageBytes);
+    const at = p.stageAt;
+    p.writes.push(handled(p.file.then((f) => f.writeAt(data, at))));
+    p.stageAt += p.stageBytes;
+    p.stage = [];
+    p.stageBytes = 0;
+  }
+
+  private async settle(writes: Array<Promise<void>>): Promise<void> {
+    const r = await Promise.allSettled(writes);
+    const bad = r.find((x): x is PromiseRejectedResult => x.status === 'rejected');
+    if (bad) {
+      this.failure ??= bad.reason;
+      throw this.failure;
+    }
+  }
+
+  /** Finish the current pack: append its header and start making it durable. Rethrows a write error. */
   async flush(): Promise<void> {
     if (this.failure) throw this.failure;
-    if (this.items.length === 0) return;
-    const items = this.items;
-    this.items = [];
-    this.bytes = 0;
-    while (this.writing.size >= MAX_WRITES) await Promise.race(this.writing);
+    const p = this.cur;
+    if (!p) return;
+    this.cur = undefined;
+    this.writeStage(p);
+    const tail = packTail(this.keys, p.blobs);
+    let at = p.offset;
+    for (const t of tail) {
+      p.hash.update(t);
+      const pos = at;
+      p.writes.push(handled(p.file.then((f) => f.writeAt(t, pos))));
+      at += t.length;
+    }
+    const id = p.hash.digest('hex');
+    const size = at;
+    while (this.committing.size >= MAX_COMMITS) await Promise.race(this.committing);
     if (this.failure) throw this.failure;
-    const { parts, size, id, blobs } = assemblePack(this.keys, items);
-    this.writingBytes += size;
-    const w: Promise<void> = this.storage.write('data', id, parts).then(
+    const c: Promise<void> = (async () => {
+      const file = await p.file;
+      try {
+        await this.settle(p.writes);
+        await file.commit(id);
+      } catch (err) {
+        await file.abort();
+        throw err;
+      }
+    })().then(
       () => {
-        this.writing.delete(w);
-        this.writingBytes -= size;
-        this.onWritten({ id, blobs }, size);
+        this.committing.delete(c);
+        this.onWritten({ id, blobs: p.blobs }, size);
       },
       (err: unknown) => {
-        this.writing.delete(w);
+        this.committing.delete(c);
         this.failure ??= err;
       },
     );
-    this.writing.add(w);
+    this.committing.add(c);
   }
 
   async finish(): Promise<void> {
     await this.flush();
-    while (this.writing.size > 0) await Promise.race(this.writing);
+    while (this.committing.size > 0) await Promise.race(this.committing);
     if (this.failure) throw this.failure;
   }
 }
-

@@ -89,6 +89,53 @@ async function linkOrRename(tmp: string, file: string): Promise<void> {
   }
 }
 
+/** A file being written in pieces under a temporary name; commit() makes it durable under its final name. */
+export class TempFile {
+  private constructor(
+    readonly path: string,
+    private readonly fh: fsp.FileHandle,
+    private readonly dest: (name: string) => string,
+  ) {}
+
+  static async create(dir: string, dest: (name: string) => string): Promise<TempFile> {
+    await fsp.mkdir(dir, { recursive: true });
+    const p = path.join(dir, `${TMP_PREFIX}${randomBytes(8).toString('hex')}`);
+    return new TempFile(p, await fsp.open(p, 'wx', 0o600), dest);
+  }
+
+  /** Write data at a position (writes to different ranges may run at once). */
+  async writeAt(data: Uint8Array, position: number): Promise<void> {
+    let done = 0;
+    while (done < data.length) {
+      const { bytesWritten } = await this.fh.write(data, done, data.length - done, position + done);
+      done += bytesWritten;
+    }
+  }
+
+  /** fsync, close, link into place as `name` (never replacing an existing file), fsync the folder. */
+  async commit(name: string): Promise<void> {
+    try {
+      await this.fh.sync();
+    } finally {
+      await this.fh.close();
+    }
+    const file = this.dest(name);
+    await fsp.mkdir(path.dirname(file), { recursive: true });
+    try {
+      await linkOrRename(this.path, file);
+    } catch (err) {
+      await fsp.rm(this.path, { force: true });
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    await fsyncDir(path.dirname(file));
+  }
+
+  async abort(): Promise<void> {
+    await this.fh.close().catch(() => undefined);
+    await fsp.rm(this.path, { force: true });
+  }
+}
+
 export class LocalStorage implements Storage {
   constructor(readonly location: string) {}
 
@@ -106,6 +153,11 @@ export class LocalStorage implements Storage {
       if ((err as NodeJS.ErrnoException).code === 'EEXIST') return;
       throw err;
     });
+  }
+
+  /** A temporary file in the kind's folder, to be committed under its content name once complete. */
+  createTemp(kind: FileKind): Promise<TempFile> {
+    return TempFile.create(path.join(this.location, kind), (name) => this.filePath(kind, name));
   }
 
   read(kind: FileKind, name: string): Promise<Buffer> {

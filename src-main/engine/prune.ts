@@ -107,7 +107,16 @@ export async function prune(vault: Vault, opts: PruneOptions = {}): Promise<Prun
     let recentOrphansKept = 0;
     let bytesBefore = 0;
     for (const p of usage.packs.values()) {
-      if (!onDisk.has(p.id)) continue; // listed but gone: nothing needed is in it (checked above), and no file to delete
+      if (!onDisk.has(p.id)) {
+        // Listed but not on the drive: if backups need it, that is damage for verify to report, not for prune to
+        // paper over by dropping it from the index.
+        if (p.used.length > 0) {
+          throw new RefusedError(
+            `Prune changes nothing: pack ${p.id.slice(0, 12)}, which backups need, is missing from the drive. Run "clinicvault verify" to see which backups are affected.`,
+          );
+        }
+        continue;
+      }
       const total = p.usedBytes + p.unusedBytes;
       bytesBefore += total;
       if (orphans.has(p.id) && p.used.length === 0 && !obsolete.has(p.id) && now - (await storage.modified('data', p.id)) < grace) {

@@ -121,6 +121,30 @@ describe('prune', () => {
     expect(dataBytes(vault), `${again.stdout} ${r.stderr}`).toBeLessThanOrEqual(cleanAfter + leftover + 100_000);
   });
 
+  it('refuses to touch a damaged vault: a needed pack missing, a pack that fails authentication', () => {
+    const vault = copyVault(p, 'damaged');
+    const packs = fs.readdirSync(path.join(vault, 'data')).flatMap((sub) => fs.readdirSync(path.join(vault, 'data', sub)).map((f) => path.join(vault, 'data', sub, f)));
+    const listing = (): string[] => ['index', 'snapshots'].flatMap((d) => fs.readdirSync(path.join(vault, d))).sort();
+    const before = listing();
+    // The largest pack holds kept data; move it away.
+    const biggest = packs.sort((a, b) => fs.statSync(b).size - fs.statSync(a).size)[0]!;
+    fs.renameSync(biggest, `${biggest}.away`);
+    const r = cli(['prune', '--vault', vault], env);
+    expect(r.code).toBe(9);
+    expect(r.stderr).toMatch(/Prune changes nothing: pack [0-9a-f]{12}, which backups need, is missing from the drive/);
+    expect(listing()).toEqual(before);
+    fs.renameSync(`${biggest}.away`, biggest);
+    // A pack whose header cannot be read (found when the index has to be rebuilt from the packs).
+    for (const f of fs.readdirSync(path.join(vault, 'index'))) fs.rmSync(path.join(vault, 'index', f));
+    const buf = fs.readFileSync(biggest);
+    buf[buf.length - 10]! ^= 0xff;
+    fs.writeFileSync(biggest, buf);
+    const d = cli(['prune', '--vault', vault], env);
+    expect(d.code).toBe(9);
+    expect(d.stderr).toMatch(/Prune changes nothing while the vault is damaged/);
+    expect(fs.existsSync(biggest)).toBe(true);
+  });
+
   it('survives kill -9 at random moments', async () => {
     const vault = copyVault(p, 'random');
     for (let i = 0; i < 6; i++) {

@@ -46,9 +46,9 @@ setFlagsFromString('--expose-gc');
 const collectGarbage = runInNewContext('gc') as (() => void) | undefined;
 let gcMark = 0;
 let sealedSinceGc = 0;
-function maybeCollect(sealedBytes: number): void {
+function maybeCollect(sealedBytes: number, every = 64 * 1024 * 1024): void {
   sealedSinceGc += sealedBytes;
-  if (compressorsMade - gcMark < 4000 && sealedSinceGc < 64 * 1024 * 1024) return;
+  if (compressorsMade - gcMark < 4000 && sealedSinceGc < every) return;
   gcMark = compressorsMade;
   sealedSinceGc = 0;
   collectGarbage?.();
@@ -307,7 +307,9 @@ async function verifyJob(job: VerifyJob): Promise<JobValue> {
   } catch {
     headerOk = false;
   }
-  maybeCollect(bytes.length);
+  // Each pack leaves its own size in plaintext copies behind. Collecting every 32 MiB read: peak ~350 instead of
+  // ~390 MB at scale 1.0 for ~3% more time (after every pack: ~310 MB, +10%).
+  maybeCollect(bytes.length, 32 * 1024 * 1024);
   return { bytes: bytes.length, hashOk, headerOk, bad, chunks: blobs.length };
 }
 

@@ -66,7 +66,22 @@ export async function copyPathIn(tmpDir: string): Promise<{ copyPath: string; cl
 export async function copySqliteTo(source: string, copyPath: string): Promise<{ pageSize: number; size: number }> {
   const src = new Database(source, { readonly: true, fileMustExist: true, timeout: 30_000 });
   try {
-    await src.backup(copyPath, { progress: () => 0x7fffffff });
+    if (process.platform !== 'win32' && String(src.pragma('journal_mode', { simple: true })).toLowerCase() !== 'wal') {
+      // Rollback-journal mode: while this connection holds a read transaction (a SHARED lock), no writer can
+      // change the file, so a plain copy of it is a committed state (SQLite's own advice for copying a live
+      // database). About 4x faster than the online-backup API (0.17 instead of 0.7 s for 200 MB), and writers
+      // wait for less time. Not on Windows, whose byte-range locks make the locked region unreadable; not in WAL
+      // mode, where committed pages may still be only in the -wal file.
+      src.exec('BEGIN');
+      try {
+        src.prepare('SELECT count(*) FROM sqlite_master').get(); // takes the SHARED lock (and rolls back a hot journal first)
+        await fsp.copyFile(source, copyPath);
+      } finally {
+        src.exec('COMMIT');
+      }
+    } else {
+      await src.backup(copyPath, { progress: () => 0x7fffffff });
+    }
   } finally {
     src.close();
   }

@@ -281,7 +281,9 @@ class BackupRun {
       this.progress.filesTotal++;
     }
     // 2. Walk folders and compare with the parent snapshot to know how much must be read.
-    const { snapshots } = await this.vault.listSnapshots();
+    // Only the parent of each folder is needed in full; the list itself is kept without file lists.
+    const { snapshots } = await this.vault.listSnapshots({ entries: false });
+    const fullParents = new Map<string, Snapshot>();
     let parentId: string | null = null;
     const walks = [];
     for (const dir of folders) {
@@ -291,7 +293,9 @@ class BackupRun {
       if (walk.files.length === 0 && walk.skipped.some((s) => s.path === '.')) {
         throw new UsageError(`Cannot read the folder ${dir}: ${walk.skipped[0]!.reason}. Is the drive or share connected?`);
       }
-      const parent = findParent(snapshots, dir);
+      const found = findParent(snapshots, dir);
+      if (found && !fullParents.has(found.id)) fullParents.set(found.id, await this.vault.readSnapshot(found.id));
+      const parent = found && findParent([{ id: found.id, snapshot: fullParents.get(found.id)! }], dir);
       if (parent) parentId = parentId ?? parent.id;
       const prev = new Map<string, TreeEntry>((parent?.source.entries ?? []).map((e) => [e.path, e]));
       const plan = walk.files.map((f) => ({ f, reuse: f.type === 'file' ? unchanged(prev.get(f.rel), f, this.index) : undefined }));

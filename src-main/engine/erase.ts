@@ -61,6 +61,12 @@ export async function erase(vault: Vault, patterns: string[], opts: { dryRun?: b
 
     for (const s of snapshots) {
       for (const src of s.snapshot.sources) {
+        if (src.kind === 'folder' && matches(src.label)) {
+          throw new UsageError(
+            `The pattern matches the whole folder "${src.label}" of backup ${s.id.slice(0, 8)}; erase is for files or folders inside it ` +
+              `(e.g. "${src.label}/patients/P0042"). Nothing was changed.`,
+          );
+        }
         if (src.kind !== 'folder' && matches(src.label)) {
           throw new UsageError(
             `"${src.label}" is a database in backup ${s.id.slice(0, 8)}; erase removes files, not database rows. ` +

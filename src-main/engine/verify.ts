@@ -6,7 +6,7 @@ import { EnginePool } from './pipeline/pool.js';
 import type { VerifyResult } from './pipeline/protocol.js';
 import type { MasterIndex } from './vault/index-file.js';
 import { encodePackHeader } from './vault/pack.js';
-import { decodeContent } from './vault/snapshot.js';
+import { decodeContent, type SnapshotSource, type TreeEntry } from './vault/snapshot.js';
 import type { SnapshotListing, Vault } from './vault/vault.js';
 
 export interface VerifyProgress {
@@ -54,7 +54,21 @@ export async function verify(vault: Vault, opts: VerifyOptions = {}): Promise<Ve
   const t0 = performance.now();
   const problems: Problem[] = [];
   const index = await vault.loadIndex();
-  const { snapshots, damaged } = await vault.listSnapshots();
+  // The list without file lists; each backup's files are read one backup at a time (memory stays flat however
+  // many backups the vault keeps).
+  const { snapshots, damaged } = await vault.listSnapshots({ entries: false });
+  const forEachEntry = async (fn: (s: SnapshotListing, src: SnapshotSource, e: TreeEntry) => void): Promise<void> => {
+    for (const s of snapshots) {
+      const full: SnapshotListing = { id: s.id, snapshot: await vault.readSnapshot(s.id) };
+      for (const src of full.snapshot.sources) for (const e of src.entries) fn(full, src, e);
+    }
+  };
+  // Problems whose affected backups and files are filled in at the end, in one more pass over the backups.
+  const toAnnotate: Array<{ problem: Problem; chunks: Set<string> }> = [];
+  const withAffects = (problem: Problem, chunks: Set<string>): Problem => {
+    toAnnotate.push({ problem, chunks });
+    return problem;
+  };
   for (const p of index.problems) {
     problems.push({
       kind: p.kind,
@@ -74,19 +88,15 @@ export async function verify(vault: Vault, opts: VerifyOptions = {}): Promise<Ve
   // Which packs hold data that snapshots need, and is every needed chunk indexed?
   const needed = new Set<string>();
   const missing = new Set<string>();
-  for (const s of snapshots) {
-    for (const src of s.snapshot.sources) {
-      for (const e of src.entries) {
-        for (const id of decodeContent(e.content)) {
-          const entry = index.get(id.toString('hex'));
-          if (entry) needed.add(entry.pack);
-          else missing.add(id.toString('hex'));
-        }
-      }
+  await forEachEntry((_s, _src, e) => {
+    for (const id of decodeContent(e.content)) {
+      const entry = index.get(id.toString('hex'));
+      if (entry) needed.add(entry.pack);
+      else missing.add(id.toString('hex'));
     }
-  }
+  });
   if (missing.size > 0) {
-    problems.push(withAffects({ kind: 'missing', message: `${missing.size} chunk(s) that backups need are not in the vault`, affectedSnapshots: [], affectedFiles: [] }, snapshots, missing));
+    problems.push(withAffects({ kind: 'missing', message: `${missing.size} chunk(s) that backups need are not in the vault`, affectedSnapshots: [], affectedFiles: [] }, missing));
   }
 
   const storedPacks = new Set(await vault.storage.list('data'));
@@ -95,7 +105,7 @@ export async function verify(vault: Vault, opts: VerifyOptions = {}): Promise<Ve
     const all = new Set((index.packs.get(packId)?.blobs ?? []).map((b) => b.id.toString('hex')));
     badChunks.set(packId, chunks ?? all);
     const part = chunks && chunks.size < all.size ? ` (${chunks.size} of ${all.size} chunks cannot be read)` : '';
-    problems.push(withAffects({ kind: 'pack', file: packId, message: `pack ${packId.slice(0, 12)} is damaged: ${why}${part}`, affectedSnapshots: [], affectedFiles: [] }, snapshots, chunks ?? all));
+    problems.push(withAffects({ kind: 'pack', file: packId, message: `pack ${packId.slice(0, 12)} is damaged: ${why}${part}`, affectedSnapshots: [], affectedFiles: [] }, chunks ?? all));
   };
 
   const readData = !!opts.readData || !!opts.subset;
@@ -155,6 +165,7 @@ export async function verify(vault: Vault, opts: VerifyOptions = {}): Promise<Ve
   } finally {
     await pool?.close();
   }
+  if (toAnnotate.length > 0) await annotate(toAnnotate, snapshots, forEachEntry);
   const unreferencedPacks = [...storedPacks].filter((p) => !index.packs.has(p)).length;
   return {
     ok: problems.length === 0,
@@ -175,27 +186,31 @@ function packLength(index: MasterIndex, packId: string): number {
   return blobs.reduce((a, b) => a + b.length, 0);
 }
 
-/** Fill in which snapshots and files need any of the given chunks. */
-function withAffects(problem: Problem, snapshots: SnapshotListing[], chunks: Set<string>): Problem {
-  const snaps = new Set<string>();
-  const files = new Set<string>();
-  for (const s of snapshots) {
-    for (const src of s.snapshot.sources) {
-      for (const e of src.entries) {
-        if (decodeContent(e.content).some((id) => chunks.has(id.toString('hex')))) {
-          snaps.add(s.id);
-          files.add(src.kind === 'sqlite' ? src.label : `${src.label}/${e.path}`);
-        }
+/** Fill in which snapshots and files need any of the given chunks, for every problem in one pass. */
+async function annotate(
+  items: Array<{ problem: Problem; chunks: Set<string> }>,
+  snapshots: SnapshotListing[],
+  forEachEntry: (fn: (s: SnapshotListing, src: SnapshotSource, e: TreeEntry) => void) => Promise<void>,
+): Promise<void> {
+  const found = items.map(() => ({ snaps: new Set<string>(), files: new Set<string>() }));
+  await forEachEntry((s, src, e) => {
+    const ids = decodeContent(e.content).map((id) => id.toString('hex'));
+    items.forEach((it, i) => {
+      if (ids.some((id) => it.chunks.has(id))) {
+        found[i]!.snaps.add(s.id);
+        found[i]!.files.add(src.kind === 'sqlite' ? src.label : `${src.label}/${e.path}`);
       }
-    }
-  }
-  problem.affectedSnapshots = [...snaps];
-  problem.affectedFiles = [...files].sort();
+    });
+  });
   const when = (id: string): string => snapshots.find((s) => s.id === id)?.snapshot.time ?? '';
-  if (snaps.size > 0) {
-    problem.message += `; affected backups: ${[...snaps].map((id) => `${short(id)} (${when(id)})`).join(', ')}; affected files: ${problem.affectedFiles.slice(0, 10).join(', ')}${files.size > 10 ? ` and ${files.size - 10} more` : ''}`;
-  } else {
-    problem.message += '; no backup needs the damaged part';
-  }
-  return problem;
+  items.forEach(({ problem }, i) => {
+    const { snaps, files } = found[i]!;
+    problem.affectedSnapshots = [...snaps];
+    problem.affectedFiles = [...files].sort();
+    if (snaps.size > 0) {
+      problem.message += `; affected backups: ${[...snaps].map((id) => `${short(id)} (${when(id)})`).join(', ')}; affected files: ${problem.affectedFiles.slice(0, 10).join(', ')}${files.size > 10 ? ` and ${files.size - 10} more` : ''}`;
+    } else {
+      problem.message += '; no backup needs the damaged part';
+    }
+  });
 }

@@ -121,6 +121,9 @@ describe('erase', () => {
   it('refuses patterns that are not files, and database sources', () => {
     const vault = copyVault(p, 'refuse');
     expect(cli(['erase', '--vault', vault, '--path', '**'], env).code).toBe(2);
+    const whole = cli(['erase', '--vault', vault, '--path', 'media/'], env);
+    expect(whole.code).toBe(2);
+    expect(whole.stderr).toMatch(/matches the whole folder "media"/);
     const db = cli(['erase', '--vault', vault, '--path', 'clinic.sqlite'], env);
     expect(db.code).toBe(2);
     expect(db.stderr).toMatch(/is a database .* erase removes files, not database rows/);

@@ -19,7 +19,7 @@ export interface ForgetResult {
 export async function forget(vault: Vault, policy: RetentionPolicy, opts: { dryRun?: boolean; timeZone?: string; prune?: PruneOptions | boolean; log?: (m: string) => void } = {}): Promise<ForgetResult> {
   const lock = opts.dryRun ? undefined : await VaultLock.acquire(vault.storage, 'forget', opts.log);
   try {
-    const { snapshots, damaged } = await vault.listSnapshots();
+    const { snapshots, damaged } = await vault.listSnapshots({ entries: false });
     const dated = snapshots.map((s: SnapshotListing) => ({ id: s.id, time: s.snapshot.time, tags: s.snapshot.tags }));
     const decisions = dated.length ? applyPolicy(dated, policy, opts.timeZone) : [];
     const forgotten: string[] = [];

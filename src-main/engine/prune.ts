@@ -72,7 +72,7 @@ export async function prune(vault: Vault, opts: PruneOptions = {}): Promise<Prun
           'Run "clinicvault verify --read-data" to see which backups are affected, and make a fresh backup to another drive.',
       );
     }
-    const listing = await vault.listSnapshots();
+    const listing = await vault.listSnapshots({ entries: false });
     const { damaged, superseded } = listing;
     const snapshots = listing.snapshots.filter((s) => !opts.assumeForgotten?.has(s.id));
     if (damaged.length > 0) {
@@ -83,7 +83,7 @@ export async function prune(vault: Vault, opts: PruneOptions = {}): Promise<Prun
     }
     // Originals whose rewrite (erase, tag) is complete: the rewrite stands for them, so they go first.
     if (!opts.dryRun) for (const id of superseded) await storage.remove('snapshots', id);
-    const usage = analyzeUsage(index, snapshots);
+    const usage = await analyzeUsage(index, snapshots, (id) => vault.readSnapshot(id));
     if (usage.missing > 0) {
       throw new RefusedError(`Prune changes nothing: ${usage.missing} chunk(s) that backups need are missing. Run "clinicvault verify" for details.`);
     }

@@ -52,8 +52,8 @@ export function forecastFull(freeBytes: number, rate: GrowthRate | null, now: Da
 
 export async function spaceReport(vault: Vault, now = new Date()): Promise<SpaceReport> {
   const index = await vault.loadIndex({ recoverOrphans: true });
-  const { snapshots } = await vault.listSnapshots();
-  const usage = analyzeUsage(index, snapshots);
+  const { snapshots } = await vault.listSnapshots({ entries: false });
+  const usage = await analyzeUsage(index, snapshots, (id) => vault.readSnapshot(id));
   let packBytes = 0;
   for (const id of await vault.storage.list('data')) packBytes += await vault.storage.size('data', id);
   let metadataBytes = 0;

@@ -11,7 +11,9 @@ export async function addTag(vault: Vault, snap: SnapshotListing, tag: string, l
   if (snap.snapshot.tags.includes(tag)) return snap;
   const lock = await VaultLock.acquire(vault.storage, 'tag', log);
   try {
-    const snapshot = { ...snap.snapshot, tags: [...snap.snapshot.tags, tag], rewrittenFrom: snap.id };
+    // Read again from the vault: the rewrite must carry every file, whatever the caller's listing held.
+    const current = await vault.readSnapshot(snap.id);
+    const snapshot = { ...current, tags: [...current.tags, tag], rewrittenFrom: snap.id };
     const id = await writeSnapshot(vault.storage, vault.keys, snapshot);
     await vault.storage.remove('snapshots', snap.id);
     return { id, snapshot };

@@ -3,7 +3,7 @@
 // Prune acts on it; the space report shows it.
 import type { MasterIndex } from './vault/index-file.js';
 import type { PackBlob } from './vault/pack.js';
-import { decodeContent } from './vault/snapshot.js';
+import { decodeContent, type Snapshot } from './vault/snapshot.js';
 import type { SnapshotListing } from './vault/vault.js';
 
 export interface PackUsage {
@@ -34,12 +34,14 @@ export interface Usage {
   usedBytes: number;
 }
 
-export function analyzeUsage(index: MasterIndex, snapshots: SnapshotListing[]): Usage {
+/** `snapshots` may be listed without file lists: each backup's files are read with `load`, one at a time. */
+export async function analyzeUsage(index: MasterIndex, snapshots: SnapshotListing[], load: (id: string) => Promise<Snapshot>): Promise<Usage> {
   // For each needed chunk: how many snapshots reference it (1 = unique to one) and which.
   const refs = new Map<string, { count: number; last: number }>();
   let missing = 0;
   const logical: number[] = [];
-  snapshots.forEach((s, i) => {
+  for (const [i, listed] of snapshots.entries()) {
+    const s = { id: listed.id, snapshot: await load(listed.id) };
     let bytes = 0;
     for (const src of s.snapshot.sources) {
       for (const e of src.entries) {
@@ -58,7 +60,7 @@ export function analyzeUsage(index: MasterIndex, snapshots: SnapshotListing[]): 
       }
     }
     logical.push(bytes);
-  });
+  }
   const unique = new Array<number>(snapshots.length).fill(0);
   for (const [id, r] of refs) {
     if (r.count !== 1) continue;

@@ -182,12 +182,13 @@ export class Vault {
 
   /** Resolve "latest", a full id or a unique prefix (at least 4 characters). */
   async resolveSnapshot(ref: string | undefined): Promise<SnapshotListing> {
-    const { snapshots } = await this.listSnapshots();
+    const { snapshots } = await this.listSnapshots({ entries: false });
+    const full = async (s: SnapshotListing): Promise<SnapshotListing> => ({ id: s.id, snapshot: await this.readSnapshot(s.id) });
     if (snapshots.length === 0) throw new UsageError('This vault has no backups yet.');
-    if (!ref || ref === 'latest') return snapshots[snapshots.length - 1]!;
+    if (!ref || ref === 'latest') return full(snapshots[snapshots.length - 1]!);
     if (!/^[0-9a-f]{4,64}$/.test(ref)) throw new UsageError(`"${ref}" is not a snapshot id. Use "latest" or an id shown by "clinicvault snapshots".`);
     const hits = snapshots.filter((s) => s.id.startsWith(ref));
-    if (hits.length === 1) return hits[0]!;
+    if (hits.length === 1) return full(hits[0]!);
     if (hits.length > 1) throw new UsageError(`"${ref}" matches ${hits.length} snapshots; give more characters of the id.`);
     const exists = await this.storage.list('snapshots').then((l) => l.some((n) => n.startsWith(ref)));
     if (exists) throw new DamageError(`Snapshot ${ref} exists but is damaged and cannot be read. Run "clinicvault verify" for details.`);

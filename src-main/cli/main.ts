@@ -319,6 +319,7 @@ export function buildProgram(): Command {
     const policy = policyFrom(o);
     if (o.clear && policy) throw new UsageError('Give either --clear or --keep-* rules, not both.');
     const vault = await openVault(o);
+    if (o.timeZone) checkPolicy(DEFAULT_POLICY, o.timeZone);
     if (policy || o.clear || o.timeZone) {
       const next = policy ? { ...policy, ...(o.timeZone ? { timeZone: o.timeZone } : {}) } : o.clear ? undefined : { ...(vault.config.retention ?? DEFAULT_POLICY), timeZone: o.timeZone };
       await vault.setRetention(next, err);
@@ -344,7 +345,7 @@ export function buildProgram(): Command {
       const given = policyFrom(o);
       const vault = await openVault(o);
       // Flags win; else this vault's own policy; else the default.
-      const own = vault.config.retention;
+      const own = given ? undefined : vault.retentionPolicy();
       const policy: RetentionPolicy = given ?? (own ? { ...own, keepTags: [...new Set([...(DEFAULT_POLICY.keepTags ?? []), ...(own.keepTags ?? []), ...o.keepTag])] } : { ...DEFAULT_POLICY, keepTags: [...new Set([...(DEFAULT_POLICY.keepTags ?? []), ...o.keepTag])] });
       const timeZone = o.timeZone ?? own?.timeZone;
       const r = await withInventory((inv) => runForget(inv, vault, policy, { dryRun: !!o.dryRun, timeZone, prune: !!o.prune }));

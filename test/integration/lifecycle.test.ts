@@ -36,6 +36,10 @@ describe('per-destination policies and space accounting', () => {
 
   it('each vault keeps its own policy, and forget uses it', () => {
     expect(cli(['policy', '--vault', vaults.local, '--keep-last', '2'], env).stdout).toMatch(/This vault keeps: the last 2, anything tagged pre-migration or pre-restore/);
+    const mars = cli(['policy', '--vault', vaults.offsite, '--time-zone', 'Mars/Olympus'], env);
+    expect(mars.code).toBe(2);
+    expect(mars.stderr).toMatch(/Cannot use this retention policy: Invalid time zone/);
+    expect(JSON.parse(fs.readFileSync(path.join(vaults.offsite, 'config.json'), 'utf8')).retention).toBeUndefined();
     expect(cli(['policy', '--vault', vaults.offsite, '--keep-daily', '4', '--time-zone', 'Europe/Berlin'], env).code).toBe(0);
     expect(JSON.parse(cli(['policy', '--vault', vaults.offsite, '--json'], env).stdout)).toMatchObject({ isDefault: false, policy: { daily: 4, timeZone: 'Europe/Berlin' } });
     expect(JSON.parse(fs.readFileSync(path.join(vaults.offsite, 'config.json'), 'utf8')).retention.daily).toBe(4);
@@ -92,6 +96,9 @@ describe('per-destination policies and space accounting', () => {
     const r = cli(['forget', '--vault', vaults.offsite, '--dry-run'], env);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/retention policy in .*config\.json is not valid \(keep-daily must be a whole number.*\)\. Set it again with "clinicvault policy/);
+    // It never stops the rest: the list of backups (and so backups and restores) still works.
+    expect(cli(['snapshots', '--vault', vaults.offsite, '--json'], env).code).toBe(0);
+    expect(cli(['forget', '--vault', vaults.offsite, '--keep-last', '6', '--dry-run'], env).code).toBe(0);
     fs.writeFileSync(cfgFile, JSON.stringify(cfg));
   });
 });

@@ -109,15 +109,6 @@ export class Vault {
       throw new DamageError(`The vault's config.json at ${loc} is damaged (not valid JSON). Restore it from another copy of the vault.`);
     }
     if (config.format !== FORMAT_NAME) throw new VaultNotFoundError(`${loc} is not a ClinicVault vault.`);
-    if (config.retention !== undefined) {
-      try {
-        if (typeof config.retention !== 'object' || config.retention === null) throw new Error('it is not an object');
-        validatePolicy(config.retention);
-        if (config.retention.timeZone) new Intl.DateTimeFormat('en-US', { timeZone: config.retention.timeZone });
-      } catch (err) {
-        throw new UsageError(`The retention policy in ${path.join(loc, 'config.json')} is not valid (${(err as Error).message}). Set it again with "clinicvault policy --vault ${loc} --keep-...".`);
-      }
-    }
     if (config.version > FORMAT_VERSION) {
       throw new ClinicVaultError(`This vault uses format version ${config.version}, newer than this ClinicVault understands (${FORMAT_VERSION}). Update ClinicVault.`);
     }
@@ -134,7 +125,14 @@ export class Vault {
 
   /** Set (or, with undefined, remove) this vault's retention policy in config.json, under the writer lock. */
   async setRetention(policy: (RetentionPolicy & { timeZone?: string }) | undefined, log?: (m: string) => void): Promise<void> {
-    if (policy) validatePolicy(policy);
+    if (policy) {
+      try {
+        validatePolicy(policy);
+        if (policy.timeZone) new Intl.DateTimeFormat('en-US', { timeZone: policy.timeZone });
+      } catch (err) {
+        throw new UsageError(`Cannot use this retention policy: ${(err as Error).message}.`);
+      }
+    }
     const lock = await VaultLock.acquire(this.storage, 'policy', log);
     try {
       const next: VaultConfig = { ...this.config };
@@ -145,6 +143,23 @@ export class Vault {
       if (!policy) delete this.config.retention;
     } finally {
       await lock.release().catch(() => undefined);
+    }
+  }
+
+  /** This vault's own retention policy, checked; undefined when it has none. A malformed one is reported here, when
+   * a policy is needed, and never stops a backup or a restore. */
+  retentionPolicy(): (RetentionPolicy & { timeZone?: string }) | undefined {
+    const r = this.config.retention;
+    if (r === undefined) return undefined;
+    try {
+      if (typeof r !== 'object' || r === null) throw new Error('it is not an object');
+      validatePolicy(r);
+      if (r.timeZone) new Intl.DateTimeFormat('en-US', { timeZone: r.timeZone });
+      return r;
+    } catch (err) {
+      throw new UsageError(
+        `The retention policy in ${path.join(this.location, 'config.json')} is not valid (${(err as Error).message}). Set it again with "clinicvault policy --vault ${this.location} --keep-...".`,
+      );
     }
   }
 

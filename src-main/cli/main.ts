@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { ClinicVaultError, ExitCode, UsageError, formatBytes } from '../engine/errors.js';
 import type { PruneResult } from '../engine/prune.js';
 import { spaceReport } from '../engine/space.js';
+import { parsePostgresUrl } from '../engine/sources/postgres.js';
 import { Inventory, appDataDir } from '../engine/inventory/inventory.js';
 import { Vault } from '../engine/vault/vault.js';
 import { checkNewPassphrase, makePassphraseSlot, makeRecoverySlot, readSlots, unlock, writeSlot, generateRecoveryKey } from '../engine/vault/keys.js';
@@ -374,6 +375,7 @@ export function buildProgram(): Command {
       .option('--json', 'machine-readable output'),
   ).action(async (o: VaultFlags & { snapshot: string; sample: string; postgresTarget?: string }) => {
     if (!/^\d+$/.test(o.sample)) throw new UsageError(`--sample takes a whole number of files (got "${o.sample}").`);
+    if (o.postgresTarget) parsePostgresUrl(o.postgresTarget, '--postgres-target'); // refuses a password in the URL, before any work
     const vault = await openVault(o);
     const snap = await vault.resolveSnapshot(o.snapshot);
     const r = await withInventory((inv) => runTestRestore(inv, vault, snap, { sample: Number(o.sample), postgresTarget: o.postgresTarget, log: o.json ? undefined : err }));

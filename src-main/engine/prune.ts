@@ -15,7 +15,8 @@
 // Prune holds the vault's writer lock, so no backup runs meanwhile. Packs no index lists and no obsolete/ note
 // names, written in the last hour, are left alone in case a backup whose lock was wrongly judged stale is still
 // writing them.
-import { ChunkIntegrityError, openBlob, assemblePack, type PackBlob } from './vault/pack.js';
+import { ChunkIntegrityError, openBlob, type PackBlob } from './vault/pack.js';
+import { PackWriter } from './pipeline/pack-writer.js';
 import { writeIndexFile, type PackRecord } from './vault/index-file.js';
 import { VaultLock } from './vault/lock.js';
 import type { Vault } from './vault/vault.js';
@@ -147,20 +148,14 @@ export async function prune(vault: Vault, opts: PruneOptions = {}): Promise<Prun
     const nothingToDo = remove.length === 0 && repack.length === 0 && indexFiles.length <= 1 && !keep.some((k) => orphans.has(k.id)) && notes.length === 0;
     if (opts.dryRun || nothingToDo) return { ...result, durationMs: Math.round(performance.now() - t0) };
 
-    // 1. Copy the needed blobs of the packs being repacked into new packs. Each blob is authenticated first, so
-    //    damage is never copied into a fresh-looking pack; they are copied sealed, as they are.
+    // 1. Copy the needed blobs of the packs being repacked into new packs, through the same streaming writer
+    //    backups use. Each blob is authenticated first, so damage is never copied into a fresh-looking pack; they
+    //    are copied sealed, as they are.
     const written: PackRecord[] = [];
-    let batch: Array<Omit<PackBlob, 'offset' | 'length'> & { sealed: Buffer }> = [];
-    let batchBytes = 0;
-    const flush = async (): Promise<void> => {
-      if (batch.length === 0) return;
-      const pack = assemblePack(vault.keys, batch);
-      await storage.write('data', pack.id, pack.parts);
-      written.push({ id: pack.id, blobs: pack.blobs });
-      batch = [];
-      batchBytes = 0;
+    const writer = new PackWriter(storage, vault.keys, vault.config.packSize, (pack) => {
+      written.push(pack);
       crashPoint('prune:pack-written');
-    };
+    });
     for (const r of repack) {
       const bytes = await storage.read('data', r.id);
       for (const b of r.used) {
@@ -173,12 +168,10 @@ export async function prune(vault: Vault, opts: PruneOptions = {}): Promise<Prun
           }
           throw err;
         }
-        batch.push({ id: b.id, type: b.type, compression: b.compression, rawLength: b.rawLength, sealed });
-        batchBytes += b.length;
-        if (batchBytes >= vault.config.packSize) await flush();
+        await writer.add({ id: b.id, type: b.type, compression: b.compression, rawLength: b.rawLength, sealed });
       }
     }
-    await flush();
+    await writer.finish();
     // 2. One index file for everything that stays.
     const newIndex = await writeIndexFile(storage, vault.keys, [...keep, ...written]);
     crashPoint('prune:index-written');

@@ -7,7 +7,8 @@ import { randomBytes } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { backup } from '../../src-main/engine/backup.js';
 import { prune } from '../../src-main/engine/prune.js';
-import { assemblePack, BLOB_AAD } from '../../src-main/engine/vault/pack.js';
+import { BLOB_AAD } from '../../src-main/engine/vault/pack.js';
+import { PackWriter } from '../../src-main/engine/pipeline/pack-writer.js';
 import { hmac, seal } from '../../src-main/engine/vault/crypto.js';
 import { Vault } from '../../src-main/engine/vault/vault.js';
 import { cli, cliAsync, cliEnv, PASS } from '../helpers/cli.js';
@@ -181,8 +182,11 @@ describe('prune', () => {
 
     // A pack no index lists, just written (what a backup writes before its index): kept for an hour.
     const chunk = randomBytes(5000);
-    const orphan = assemblePack(vault.keys, [{ id: hmac(vault.keys.id, chunk), type: 0, compression: 0, rawLength: chunk.length, sealed: seal(vault.keys.encryption, chunk, BLOB_AAD) }]);
-    await vault.storage.write('data', orphan.id, orphan.parts);
+    let orphan = { id: '' };
+    const writer = new PackWriter(vault.storage, vault.keys, vault.config.packSize, (pack) => (orphan = pack));
+    await writer.add({ id: hmac(vault.keys.id, chunk), type: 0, compression: 0, rawLength: chunk.length, sealed: seal(vault.keys.encryption, chunk, BLOB_AAD) });
+    await writer.finish();
+    expect(orphan.id).toMatch(/^[0-9a-f]{64}$/);
     const kept = await prune(vault);
     expect(kept.recentOrphansKept).toBe(1);
     expect(await vault.storage.exists('data', orphan.id)).toBe(true);

@@ -1,6 +1,5 @@
 // Packs: many sealed chunks in one file, followed by a sealed header that lists them, so the index can always be
 // rebuilt from the packs alone. A pack's name is the SHA-256 of its bytes.
-import { createHash } from 'node:crypto';
 import { hmac, open, seal } from './crypto.js';
 import { decompressChunk } from './compress.js';
 import type { MasterKeys } from './keys.js';
@@ -70,27 +69,6 @@ export function packTail(keys: MasterKeys, blobs: PackBlob[]): Buffer[] {
   const len = Buffer.alloc(4);
   len.writeUInt32LE(header.length, 0);
   return [header, len];
-}
-
-/** Assemble a pack file from sealed blobs; returns its parts (written without concatenation), name and entries. */
-export function assemblePack(keys: MasterKeys, items: Array<Omit<PackBlob, 'offset' | 'length'> & { sealed: Buffer }>): {
-  parts: Buffer[];
-  size: number;
-  id: string;
-  blobs: PackBlob[];
-} {
-  const blobs: PackBlob[] = [];
-  const hash = createHash('sha256');
-  let offset = 0;
-  for (const it of items) {
-    blobs.push({ id: it.id, type: it.type, compression: it.compression, offset, length: it.sealed.length, rawLength: it.rawLength });
-    hash.update(it.sealed);
-    offset += it.sealed.length;
-  }
-  const tail = packTail(keys, blobs);
-  for (const t of tail) hash.update(t);
-  const parts = [...items.map((i) => i.sealed), ...tail];
-  return { parts, size: offset + tail[0]!.length + 4, id: hash.digest('hex'), blobs };
 }
 
 export async function readPackHeader(storage: Storage, keys: MasterKeys, packId: string): Promise<PackBlob[]> {

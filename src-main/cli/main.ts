@@ -14,7 +14,7 @@ import { Vault } from '../engine/vault/vault.js';
 import { checkNewPassphrase, makePassphraseSlot, makeRecoverySlot, readSlots, unlock, writeSlot, generateRecoveryKey } from '../engine/vault/keys.js';
 import { VaultLock } from '../engine/vault/lock.js';
 import { runBackup, runForget, runPrune, runErase, runTestRestore, runExport, runRestore, runRestorePostgres, runVerify, rebuildInventory } from '../services/operations.js';
-import { DEFAULT_POLICY, validatePolicy, type RetentionPolicy } from '../engine/retention.js';
+import { DEFAULT_POLICY, validateStoredPolicy, type RetentionPolicy } from '../engine/retention.js';
 import { newPassphrase, openingSecret, type SecretFlags } from './secrets.js';
 import { progressBar } from './progress.js';
 import type { Snapshot } from '../engine/vault/snapshot.js';
@@ -300,8 +300,7 @@ export function buildProgram(): Command {
   };
   const checkPolicy = (policy: RetentionPolicy, timeZone?: string): void => {
     try {
-      validatePolicy(policy);
-      if (timeZone) new Intl.DateTimeFormat('en-US', { timeZone });
+      validateStoredPolicy({ ...policy, timeZone });
     } catch (e) {
       throw new UsageError(`Cannot use this retention policy: ${(e as Error).message}.`);
     }

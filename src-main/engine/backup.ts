@@ -135,7 +135,7 @@ export async function backup(vault: Vault, opts: BackupOptions): Promise<BackupR
 }
 
 async function driveFull(vault: Vault, run: BackupRun, cause: unknown): Promise<DriveFullError> {
-  const free = (await vault.storage.freeBytes()) ?? 0;
+  const free = (await vault.storage.diskSpace())?.free ?? 0;
   const remaining = Math.max(0, run.progress.bytesTotal - run.progress.bytesDone);
   const needed = Math.max(0, run.stats.bytesNew - run.stats.bytesStored) + remaining;
   return new DriveFullError(

@@ -85,6 +85,14 @@ export function bucketKey(bucket: Bucket, d: Date, timeZone: string): string {
   }
 }
 
+/** A policy as stored with a vault: the rules and the time zone whose calendar they count in. Throws with what is
+ * wrong (a rule, or an unknown zone). */
+export function validateStoredPolicy(p: RetentionPolicy & { timeZone?: string }): void {
+  if (typeof p !== 'object' || p === null) throw new Error('it is not an object');
+  validatePolicy(p);
+  if (p.timeZone) new Intl.DateTimeFormat('en-US', { timeZone: p.timeZone });
+}
+
 export function validatePolicy(p: RetentionPolicy): void {
   for (const k of ['last', ...BUCKETS] as const) {
     const v = p[k];

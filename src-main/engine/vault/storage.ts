@@ -240,16 +240,6 @@ export class LocalStorage implements Storage {
       return undefined;
     }
   }
-
-  /** Free bytes on the filesystem holding the vault, or undefined when the platform cannot tell. */
-  async freeBytes(): Promise<number | undefined> {
-    try {
-      const s = await fsp.statfs(this.location);
-      return s.bavail * s.bsize;
-    } catch {
-      return undefined;
-    }
-  }
 }
 
 async function readdirOrEmpty(dir: string): Promise<string[]> {

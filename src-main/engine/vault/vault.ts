@@ -8,7 +8,7 @@ import { generateRecoveryKey, makePassphraseSlot, makeRecoverySlot, generateMast
 import { LocalStorage } from './storage.js';
 import { MasterIndex } from './index-file.js';
 import { readSnapshot, type Snapshot } from './snapshot.js';
-import { validatePolicy, type RetentionPolicy } from '../retention.js';
+import { validateStoredPolicy, type RetentionPolicy } from '../retention.js';
 import { VaultLock } from './lock.js';
 
 export const FORMAT_NAME = 'clinicvault-vault';
@@ -127,8 +127,7 @@ export class Vault {
   async setRetention(policy: (RetentionPolicy & { timeZone?: string }) | undefined, log?: (m: string) => void): Promise<void> {
     if (policy) {
       try {
-        validatePolicy(policy);
-        if (policy.timeZone) new Intl.DateTimeFormat('en-US', { timeZone: policy.timeZone });
+        validateStoredPolicy(policy);
       } catch (err) {
         throw new UsageError(`Cannot use this retention policy: ${(err as Error).message}.`);
       }
@@ -152,9 +151,7 @@ export class Vault {
     const r = this.config.retention;
     if (r === undefined) return undefined;
     try {
-      if (typeof r !== 'object' || r === null) throw new Error('it is not an object');
-      validatePolicy(r);
-      if (r.timeZone) new Intl.DateTimeFormat('en-US', { timeZone: r.timeZone });
+      validateStoredPolicy(r);
       return r;
     } catch (err) {
       throw new UsageError(

@@ -20,6 +20,7 @@ import { pipeline } from 'node:stream/promises';
 import { AgeEncryptStream, defaultLogN } from './age.js';
 import { restore } from '../restore.js';
 import { sha256File } from '../sources/folder.js';
+import { publishFile } from '../vault/storage.js';
 import { DamageError, DriveFullError, RefusedError, UsageError, isNoSpace } from '../errors.js';
 import { checkNewPassphrase } from '../vault/keys.js';
 import { ChunkIntegrityError, openBlob } from '../vault/pack.js';
@@ -210,11 +211,10 @@ export async function exportSnapshot(vault: Vault, snap: SnapshotListing, opts: 
     await done;
     const fh = await fsp.open(partial, 'r');
     await fh.sync().finally(() => fh.close());
-    await fsp.link(partial, out).catch(async (err: NodeJS.ErrnoException) => {
+    await publishFile(partial, out).catch((err: NodeJS.ErrnoException) => {
       if (err.code === 'EEXIST') throw new RefusedError(`${out} appeared while exporting; nothing was overwritten. The export was not saved.`);
-      await fsp.rename(partial, out); // no hard links (FAT/exFAT): checked above that nothing is there
+      throw err;
     });
-    await fsp.rm(partial, { force: true });
     return { out, folder, snapshot: snap.id, files, bytes, archiveBytes: (await fsp.stat(out)).size, durationMs: Math.round(performance.now() - t0) };
   } catch (err) {
     await fsp.rm(partial, { force: true }).catch(() => undefined);

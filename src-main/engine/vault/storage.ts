@@ -89,6 +89,13 @@ async function linkOrRename(tmp: string, file: string): Promise<void> {
   }
 }
 
+/** Put a complete, fsynced temporary file in place as `file`, never replacing an existing one (fails with EEXIST),
+ * and make the new name durable (the folder is fsynced). */
+export async function publishFile(tmp: string, file: string): Promise<void> {
+  await linkOrRename(tmp, file);
+  await fsyncDir(path.dirname(file));
+}
+
 /** A file being written in pieces under a temporary name; commit() makes it durable under its final name. */
 export class TempFile {
   private constructor(
@@ -122,12 +129,11 @@ export class TempFile {
     const file = this.dest(name);
     await fsp.mkdir(path.dirname(file), { recursive: true });
     try {
-      await linkOrRename(this.path, file);
+      await publishFile(this.path, file);
     } catch (err) {
       await fsp.rm(this.path, { force: true });
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     }
-    await fsyncDir(path.dirname(file));
   }
 
   async abort(): Promise<void> {

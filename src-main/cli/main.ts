@@ -267,7 +267,7 @@ export function buildProgram(): Command {
     } else {
       out(`Restored ${result.files} file(s), ${formatBytes(result.bytes)}, from backup ${snap.id.slice(0, 8)} (${snap.snapshot.time}) into ${result.target}.`);
       for (const d of result.databases) {
-        out(d.ok ? `Database ${d.label}: integrity ok, row counts match the backup.` : `Database ${d.label}: CHECK FAILED (integrity: ${d.integrityCheck}; counts expected ${JSON.stringify(d.expected)}, found ${JSON.stringify(d.actual)}).`);
+        out(d.ok ? `Database ${d.label}: ${d.checked === 'full' ? 'full' : 'quick'} integrity check ok, row counts match the backup.` : `Database ${d.label}: CHECK FAILED (integrity: ${d.integrityCheck}; counts expected ${JSON.stringify(d.expected)}, found ${JSON.stringify(d.actual)}).`);
       }
       for (const f of result.failed) err(`Could not restore ${f.path}: ${f.reason}`);
     }

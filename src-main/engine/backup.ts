@@ -317,7 +317,7 @@ class BackupRun {
       const segments: Array<Promise<Settled<ChunkResult>>> = [];
       for (let off = 0; off < Math.max(copy.size, 1); off += DB_SEGMENT) {
         const length = off + DB_SEGMENT >= copy.size ? undefined : DB_SEGMENT;
-        segments.push(this.job(pool, pool.run<ChunkResult>({ kind: 'chunk', path: copyPath, offset: off, length, fixed })));
+        segments.push(this.job(pool, pool.run<ChunkResult>({ kind: 'chunk', path: copyPath, offset: off, length, fixed, group: true })));
       }
       return { copy, check, segments };
     });

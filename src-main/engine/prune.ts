@@ -15,11 +15,13 @@
 // Prune holds the vault's writer lock, so no backup runs meanwhile. Packs no index lists and no obsolete/ note
 // names, written in the last hour, are left alone in case a backup whose lock was wrongly judged stale is still
 // writing them.
-import { ChunkIntegrityError, openBlob, type PackBlob } from './vault/pack.js';
+import { BlobOpener, BlobType, ChunkIntegrityError, GROUP_AAD, type PackBlob } from './vault/pack.js';
+import { compressChunk } from './vault/compress.js';
+import { seal } from './vault/crypto.js';
 import { PackWriter } from './pipeline/pack-writer.js';
 import { writeIndexFile, type PackRecord } from './vault/index-file.js';
 import { VaultLock } from './vault/lock.js';
-import type { Vault } from './vault/vault.js';
+import { formatFeatures, type Vault } from './vault/vault.js';
 import { analyzeUsage } from './usage.js';
 import { crashPoint } from './crash-point.js';
 import { DamageError, RefusedError, formatBytes } from './errors.js';
@@ -149,26 +151,55 @@ export async function prune(vault: Vault, opts: PruneOptions = {}): Promise<Prun
     if (opts.dryRun || nothingToDo) return { ...result, durationMs: Math.round(performance.now() - t0) };
 
     // 1. Copy the needed blobs of the packs being repacked into new packs, through the same streaming writer
-    //    backups use. Each blob is authenticated first, so damage is never copied into a fresh-looking pack; they
-    //    are copied sealed, as they are.
+    //    backups use. Each chunk is authenticated first, so damage is never copied into a fresh-looking pack. Blobs
+    //    and whole groups are copied sealed, as they are; a group with members no longer needed is made again
+    //    from the needed ones, so nothing of the others stays (erase relies on it).
     const written: PackRecord[] = [];
-    const writer = new PackWriter(storage, vault.keys, vault.config.packSize, (pack) => {
-      written.push(pack);
-      crashPoint('prune:pack-written');
-    });
+    const writer = new PackWriter(
+      storage,
+      vault.keys,
+      vault.config.packSize,
+      (pack) => {
+        written.push(pack);
+        crashPoint('prune:pack-written');
+      },
+      formatFeatures(vault.config).packNaming,
+    );
+    const opener = new BlobOpener(vault.keys);
+    const authentic = (sealed: Buffer, b: PackBlob, packId: string): Buffer => {
+      try {
+        return opener.open(sealed, b, packId);
+      } catch (err) {
+        if (err instanceof ChunkIntegrityError) {
+          throw new DamageError(`Prune stopped before deleting anything: ${err.message}. Run "clinicvault verify --read-data" for the affected backups.`);
+        }
+        throw err;
+      }
+    };
     for (const r of repack) {
       const bytes = await storage.read('data', r.id);
-      for (const b of r.used) {
+      for (let i = 0; i < r.used.length; ) {
+        const b = r.used[i]!;
         const sealed = Buffer.from(bytes.subarray(b.offset, b.offset + b.length));
-        try {
-          openBlob(vault.keys, sealed, b, r.id);
-        } catch (err) {
-          if (err instanceof ChunkIntegrityError) {
-            throw new DamageError(`Prune stopped before deleting anything: ${err.message}. Run "clinicvault verify --read-data" for the affected backups.`);
-          }
-          throw err;
+        if (b.type !== BlobType.Member) {
+          authentic(sealed, b, r.id);
+          await writer.add({ id: b.id, type: b.type, compression: b.compression, rawLength: b.rawLength, sealed });
+          i++;
+          continue;
         }
-        await writer.add({ id: b.id, type: b.type, compression: b.compression, rawLength: b.rawLength, sealed });
+        const members: PackBlob[] = [];
+        const plains: Buffer[] = [];
+        for (; i < r.used.length && r.used[i]!.type === BlobType.Member && r.used[i]!.offset === b.offset; i++) {
+          members.push(r.used[i]!);
+          plains.push(authentic(sealed, r.used[i]!, r.id));
+        }
+        const refs = members.map((m) => ({ id: m.id, rawLength: m.rawLength }));
+        if (members.reduce((a, m) => a + m.rawLength, 0) === b.groupRaw) {
+          await writer.add({ members: refs, compression: b.compression, sealed });
+        } else {
+          const { payload, compression } = compressChunk(Buffer.concat(plains));
+          await writer.add({ members: refs, compression, sealed: seal(vault.keys.encryption, payload, GROUP_AAD) });
+        }
       }
     }
     await writer.finish();

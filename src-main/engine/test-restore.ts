@@ -83,7 +83,7 @@ export async function testRestore(vault: Vault, snap: SnapshotListing, opts: Tes
         log(`Restoring the database ${src.label} into a scratch folder...`);
         const proof: DatabaseProof = { kind: 'sqlite', label: src.label, ok: false, tables: {}, bytes: src.size, durationMs: 0 };
         try {
-          const r = await restore(vault, snap.snapshot, { target: path.join(scratch, 'sqlite'), include: [src.label], index });
+          const r = await restore(vault, snap.snapshot, { target: path.join(scratch, 'sqlite'), include: [src.label], index, fullIntegrityCheck: true });
           const db = r.databases[0];
           if (r.failed.length > 0 || !db) proof.problem = r.failed.map((f) => `${f.path}: ${f.reason}`).join('; ') || 'the database file was not restored';
           else {

@@ -2,17 +2,18 @@
 // uses for a chunk some snapshot references; for each snapshot, the stored bytes no other snapshot shares.
 // Prune acts on it; the space report shows it.
 import type { MasterIndex } from './vault/index-file.js';
-import type { PackBlob } from './vault/pack.js';
+import { BlobType, packContentBytes, storedShare, type PackBlob } from './vault/pack.js';
 import { decodeContent, type Snapshot } from './vault/snapshot.js';
 import type { SnapshotListing } from './vault/vault.js';
 
 export interface PackUsage {
   id: string;
   blobs: PackBlob[];
-  /** Blobs that are the index's copy of a chunk a snapshot needs. */
+  /** Chunks whose copy here is the index's copy of a chunk a snapshot needs. */
   used: PackBlob[];
+  /** Sealed bytes they account for: a whole group when all its members are needed, else their share of it. */
   usedBytes: number;
-  /** Sealed bytes of the blobs no snapshot needs (forgotten data, or a second copy of a chunk). */
+  /** Sealed bytes of what no snapshot needs (forgotten data, or a second copy of a chunk). */
   unusedBytes: number;
 }
 
@@ -65,26 +66,43 @@ export async function analyzeUsage(index: MasterIndex, snapshots: SnapshotListin
   for (const [id, r] of refs) {
     if (r.count !== 1) continue;
     const e = index.get(id);
-    if (e) unique[r.last]! += e.blob.length;
+    if (e) unique[r.last]! += storedShare(e.blob);
   }
   const packs = new Map<string, PackUsage>();
   let storedBytes = 0;
   let usedBytes = 0;
   for (const [packId, rec] of index.packs) {
+    const isUsed = (b: PackBlob): boolean => {
+      const id = b.id.toString('hex');
+      if (!refs.has(id)) return false;
+      const canonical = index.get(id);
+      return !!canonical && canonical.pack === packId && canonical.blob.offset === b.offset && canonical.blob.inner === b.inner;
+    };
     const used: PackBlob[] = [];
     let u = 0;
-    let total = 0;
-    for (const b of rec.blobs) {
-      total += b.length;
-      const id = b.id.toString('hex');
-      if (!refs.has(id)) continue;
-      const canonical = index.get(id);
-      if (canonical && canonical.pack === packId && canonical.blob.offset === b.offset) {
-        used.push(b);
-        u += b.length;
+    const blobs = rec.blobs;
+    for (let i = 0; i < blobs.length; ) {
+      const b = blobs[i]!;
+      if (b.type !== BlobType.Member) {
+        if (isUsed(b)) {
+          used.push(b);
+          u += b.length;
+        }
+        i++;
+        continue;
       }
+      // The members of one group share its bytes.
+      let usedRaw = 0;
+      for (; i < blobs.length && blobs[i]!.type === BlobType.Member && blobs[i]!.offset === b.offset; i++) {
+        if (isUsed(blobs[i]!)) {
+          used.push(blobs[i]!);
+          usedRaw += blobs[i]!.rawLength;
+        }
+      }
+      u += usedRaw === b.groupRaw ? b.length : Math.floor((b.length * usedRaw) / b.groupRaw!);
     }
-    packs.set(packId, { id: packId, blobs: rec.blobs, used, usedBytes: u, unusedBytes: total - u });
+    const total = packContentBytes(blobs);
+    packs.set(packId, { id: packId, blobs, used, usedBytes: u, unusedBytes: total - u });
     storedBytes += total;
     usedBytes += u;
   }

@@ -5,7 +5,7 @@
 import { EnginePool } from './pipeline/pool.js';
 import type { VerifyResult } from './pipeline/protocol.js';
 import type { MasterIndex } from './vault/index-file.js';
-import { encodePackHeader } from './vault/pack.js';
+import { encodePackHeader, packContentBytes } from './vault/pack.js';
 import { decodeContent, type SnapshotSource, type TreeEntry } from './vault/snapshot.js';
 import type { SnapshotListing, Vault } from './vault/vault.js';
 
@@ -183,7 +183,7 @@ export async function verify(vault: Vault, opts: VerifyOptions = {}): Promise<Ve
 
 function packLength(index: MasterIndex, packId: string): number {
   const blobs = index.packs.get(packId)?.blobs ?? [];
-  return blobs.reduce((a, b) => a + b.length, 0);
+  return packContentBytes(blobs);
 }
 
 /** Fill in which snapshots and files need any of the given chunks, for every problem in one pass. */

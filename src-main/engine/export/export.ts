@@ -23,7 +23,7 @@ import { sha256File } from '../sources/folder.js';
 import { publishFile } from '../vault/storage.js';
 import { DamageError, DriveFullError, RefusedError, UsageError, isNoSpace } from '../errors.js';
 import { checkNewPassphrase } from '../vault/keys.js';
-import { ChunkIntegrityError, openBlob } from '../vault/pack.js';
+import { BlobOpener, ChunkIntegrityError, blobRuns } from '../vault/pack.js';
 import { decodeContent, type SnapshotSource, type TreeEntry } from '../vault/snapshot.js';
 import type { MasterIndex } from '../vault/index-file.js';
 import type { SnapshotListing, Vault } from '../vault/vault.js';
@@ -64,27 +64,19 @@ interface SchemaState {
 
 /** Read at most 8 MiB of consecutive blobs of one pack at a time, authenticate each chunk, hash and yield it. */
 async function* fileChunks(vault: Vault, index: MasterIndex, display: string, entry: TreeEntry, hash: Hash): AsyncGenerator<Buffer> {
-  const ids = decodeContent(entry.content);
-  let i = 0;
-  while (i < ids.length) {
-    const first = index.get(ids[i]!.toString('hex'));
-    if (!first) throw new DamageError(`${display}: a chunk is missing from the vault, so it cannot be exported. Run "clinicvault verify".`);
-    const group = [first];
-    let end = first.blob.offset + first.blob.length;
-    let j = i + 1;
-    while (j < ids.length && end - first.blob.offset < 8 * 1024 * 1024) {
-      const e = index.get(ids[j]!.toString('hex'));
-      if (!e || e.pack !== first.pack || e.blob.offset !== end) break;
-      group.push(e);
-      end += e.blob.length;
-      j++;
-    }
-    const buf = await vault.storage.readAt('data', first.pack, first.blob.offset, end - first.blob.offset);
-    for (const e of group) {
-      const at = e.blob.offset - first.blob.offset;
+  const list = decodeContent(entry.content).map((id) => {
+    const e = index.get(id.toString('hex'));
+    if (!e) throw new DamageError(`${display}: a chunk is missing from the vault, so it cannot be exported. Run "clinicvault verify".`);
+    return e;
+  });
+  const opener = new BlobOpener(vault.keys);
+  for (const run of blobRuns(list, 8 * 1024 * 1024)) {
+    const buf = await vault.storage.readAt('data', run.pack, run.start, run.end - run.start);
+    for (const e of list.slice(run.from, run.to)) {
+      const at = e.blob.offset - run.start;
       let plain: Buffer;
       try {
-        plain = openBlob(vault.keys, buf.subarray(at, at + e.blob.length), e.blob, e.pack);
+        plain = opener.open(buf.subarray(at, at + e.blob.length), e.blob, e.pack);
       } catch (err) {
         if (err instanceof ChunkIntegrityError) throw new DamageError(`${display} cannot be exported: ${err.message}. Run "clinicvault verify --read-data".`);
         throw err;
@@ -92,7 +84,6 @@ async function* fileChunks(vault: Vault, index: MasterIndex, display: string, en
       hash.update(plain);
       yield plain;
     }
-    i = j;
   }
 }
 
@@ -131,7 +122,7 @@ export async function exportSnapshot(vault: Vault, snap: SnapshotListing, opts: 
     const sqliteLabels = s.sources.filter((x) => x.kind === 'sqlite').map((x) => x.label);
     if (sqliteLabels.length > 0) {
       log(`Restoring ${sqliteLabels.join(', ')} from the vault and checking ${sqliteLabels.length > 1 ? 'them' : 'it'}...`);
-      const r = await restore(vault, s, { target: scratch, include: sqliteLabels, index });
+      const r = await restore(vault, s, { target: scratch, include: sqliteLabels, index, fullIntegrityCheck: true });
       const bad = [...r.failed.map((f) => `${f.path}: ${f.reason}`), ...r.databases.filter((d) => !d.ok).map((d) => `${d.label}: integrity ${d.integrityCheck}, or row counts differ`)];
       if (bad.length > 0) throw new DamageError(`The backup's database does not pass its check, so it was not exported: ${bad.join('; ')}. Run "clinicvault verify --read-data".`);
     }

@@ -3,7 +3,7 @@
 // thread only keeps the books. Jobs run one at a time per worker, in the order they arrive.
 import Database from 'better-sqlite3';
 import { spawn } from 'node:child_process';
-import { createHash, createHmac } from 'node:crypto';
+import { createHmac } from 'node:crypto';
 import * as path from 'node:path';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
@@ -14,7 +14,7 @@ import { FastCdc, FixedCutter, gearTable, type Cutter } from '../chunker/chunker
 import { compressChunk, compressorsMade } from '../vault/compress.js';
 import { seal } from '../vault/crypto.js';
 import type { MasterKeys } from '../vault/keys.js';
-import { BLOB_AAD, BlobType, ChunkIntegrityError, decodePackHeader, encodePackHeader, openBlob, parsePack } from '../vault/pack.js';
+import { BLOB_AAD, BlobOpener, BlobType, ChunkIntegrityError, GROUP_AAD, blobRuns, decodeBlobRefs, decodePackHeader, encodePackHeader, packNameMatches, parsePack, type PackBlob } from '../vault/pack.js';
 import { copySqliteTo, integrityCheck, tableCounts } from '../sources/sqlite.js';
 import { LocalStorage } from '../vault/storage.js';
 import { PackWriter } from './pack-writer.js';
@@ -32,11 +32,17 @@ if (init.knownIds) {
 }
 const fileCutter = new FastCdc(gearTable(keys.id), init.cdc.min, init.cdc.avg, init.cdc.max);
 const storage = new LocalStorage(init.location);
-const writer = new PackWriter(storage, keys, init.packSize, (pack, size) => {
-  const header = encodePackHeader(pack.blobs);
-  const ev: WorkerEvent = { type: 'pack', id: pack.id, size, header };
-  port.postMessage(ev);
-});
+const writer = new PackWriter(
+  storage,
+  keys,
+  init.packSize,
+  (pack, size) => {
+    const header = encodePackHeader(pack.blobs);
+    const ev: WorkerEvent = { type: 'pack', id: pack.id, size, header };
+    port.postMessage(ev);
+  },
+  init.packNaming,
+);
 let readBuf: Buffer | undefined;
 
 // Compressor instances and sealed chunks are native memory that V8's heuristics under-count; without help a
@@ -74,24 +80,66 @@ interface ChunkTally {
   bytesRead: number;
   chunksNew: number;
   bytesNew: number;
+  /** New small chunks waiting to be stored together (a database, format 2). */
+  group?: Group;
 }
 
-/** Name one chunk; if new, compress, seal and add it to the pack being filled. */
+/** Small chunks (database pages, dump pieces) gathered into one blob of about GROUP_BYTES: one compression and one
+ * seal instead of one per 4 KiB page, which costs 3x less CPU and compresses ~25% better (decision 0013). */
+const GROUP_BYTES = 256 * 1024;
+const GROUP_MEMBER_MAX = 64 * 1024;
+
+class Group {
+  readonly buf = Buffer.allocUnsafeSlow(GROUP_BYTES + GROUP_MEMBER_MAX);
+  members: Array<{ id: Buffer; rawLength: number }> = [];
+  used = 0;
+}
+let groupBuf: Group | undefined;
+
+/** Name one chunk; if new, compress, seal and add it to the pack being filled (or to the group being gathered). */
 async function storeChunk(data: Buffer, tally: ChunkTally): Promise<void> {
   const id = createHmac('sha256', keys.id).update(data).digest();
   tally.ids.push(id);
   const hex = id.toString('hex');
   if (known.has(hex)) return;
   known.add(hex);
-  const { payload, compression } = compressChunk(data);
-  const sealed = seal(keys.encryption, payload, BLOB_AAD);
   tally.chunksNew++;
   tally.bytesNew += data.length;
+  const g = tally.group;
+  if (g && data.length <= GROUP_MEMBER_MAX) {
+    data.copy(g.buf, g.used);
+    g.used += data.length;
+    g.members.push({ id, rawLength: data.length });
+    if (g.used >= GROUP_BYTES) await storeGroup(g);
+    return;
+  }
+  const { payload, compression } = compressChunk(data);
+  const sealed = seal(keys.encryption, payload, BLOB_AAD);
   await writer.add({ id, type: BlobType.Data, compression, rawLength: data.length, sealed });
   maybeCollect(sealed.length);
 }
 
-function tallyResult(t: ChunkTally): ChunkResult {
+/** Compress and seal the gathered members as one blob. */
+async function storeGroup(g: Group): Promise<void> {
+  if (g.members.length === 0) return;
+  const { payload, compression } = compressChunk(g.buf.subarray(0, g.used));
+  const sealed = seal(keys.encryption, payload, GROUP_AAD);
+  const members = g.members;
+  g.members = [];
+  g.used = 0;
+  await writer.add({ members, compression, sealed });
+  maybeCollect(sealed.length);
+}
+
+/** A tally for one job; a database's job gathers its small new chunks when the vault's format allows it. */
+function newTally(group: boolean): ChunkTally {
+  const t: ChunkTally = { ids: [], bytesRead: 0, chunksNew: 0, bytesNew: 0 };
+  if (group && init.groups) t.group = groupBuf ??= new Group();
+  return t;
+}
+
+async function tallyResult(t: ChunkTally): Promise<ChunkResult> {
+  if (t.group) await storeGroup(t.group);
   const out = Buffer.alloc(t.ids.length * 32);
   t.ids.forEach((id, i) => id.copy(out, i * 32));
   return { ids: out, bytesRead: t.bytesRead, chunksNew: t.chunksNew, bytesNew: t.bytesNew };
@@ -107,7 +155,7 @@ async function chunkJob(job: ChunkJob): Promise<ChunkResult> {
   const cutter: Cutter = job.fixed ? new FixedCutter(job.fixed) : fileCutter;
   const buf = readBuffer(cutter);
   const fd = sourceCall(() => fs.openSync(job.path, 'r'));
-  const tally: ChunkTally = { ids: [], bytesRead: 0, chunksNew: 0, bytesNew: 0 };
+  const tally = newTally(!!job.group);
   let pos = job.offset;
   const end = job.length === undefined ? Number.POSITIVE_INFINITY : job.offset + job.length;
   let have = 0;
@@ -142,7 +190,7 @@ async function chunkJob(job: ChunkJob): Promise<ChunkResult> {
 async function commandJob(job: CommandJob): Promise<ChunkResult> {
   const cutter = new FastCdc(gearTable(keys.id), job.cdc.min, job.cdc.avg, job.cdc.max);
   const buf = readBuffer(cutter);
-  const tally: ChunkTally = { ids: [], bytesRead: 0, chunksNew: 0, bytesNew: 0 };
+  const tally = newTally(true);
   const child = spawn(job.command, job.args, { env: job.env, stdio: ['ignore', 'pipe', 'pipe'], windowsHide: true });
   let stderr = '';
   child.stderr.setEncoding('utf8');
@@ -202,6 +250,7 @@ async function commandJob(job: CommandJob): Promise<ChunkResult> {
 
 // ---------------------------------------------------------------- restore: read blobs, authenticate, write in place
 const packFds = new Map<string, number>();
+let packBuf: Buffer | undefined;
 
 function packFd(packId: string): number {
   let fd = packFds.get(packId);
@@ -224,60 +273,66 @@ function packFd(packId: string): number {
   return fd;
 }
 
+/** Write a stretch of a file. The chunks are read in the order they are stored, not the file's: a database's pages
+ * come from groups written by many backups, and each group is then opened once, not once per page. The output is
+ * written as contiguous pieces are complete, in positional writes. */
 function restoreJob(job: RestoreJob): JobValue {
-  const blobs = decodePackHeader(Buffer.from(job.blobs));
+  const blobs = decodeBlobRefs(job.ids, job.meta);
+  const dest: number[] = [];
+  let end = job.fileOffset;
+  for (const b of blobs) {
+    dest.push(end);
+    end += b.rawLength;
+  }
+  const order = blobs.map((_, i) => i);
+  order.sort((x, y) => (job.packs[x]! < job.packs[y]! ? -1 : job.packs[x]! > job.packs[y]! ? 1 : blobs[x]!.offset - blobs[y]!.offset || (blobs[x]!.inner ?? 0) - (blobs[y]!.inner ?? 0)));
+  const opener = new BlobOpener(keys);
   const out = fs.openSync(job.path, 'r+');
-  let filePos = job.fileOffset;
-  let pendingBufs: Buffer[] = [];
+  let pending: Buffer[] = [];
   let pendingBytes = 0;
-  let pendingAt = filePos;
+  let pendingAt = 0;
   const flushOut = (): void => {
     let at = pendingAt;
-    for (const b of pendingBufs) {
-      let off = 0;
+    let written = pending.length > 0 ? fs.writevSync(out, pending, at) : 0;
+    for (const b of pending) {
+      // writev may write less than asked (very large or many pieces): the rest piece by piece.
+      let off = Math.min(written, b.length);
+      written -= off;
       while (off < b.length) off += fs.writeSync(out, b, off, b.length - off, at + off);
       at += b.length;
     }
-    pendingBufs = [];
+    pending = [];
     pendingBytes = 0;
-    pendingAt = filePos;
   };
   try {
-    let i = 0;
-    while (i < blobs.length) {
-      // Read runs of blobs that sit next to each other in the same pack with one read.
-      const pack = job.packs[i]!;
-      let j = i + 1;
-      let runEnd = job.offsets[i]! + blobs[i]!.length;
-      while (j < blobs.length && job.packs[j] === pack && job.offsets[j] === runEnd && runEnd - job.offsets[i]! < 8 * 1024 * 1024) {
-        runEnd += blobs[j]!.length;
-        j++;
-      }
-      const start = job.offsets[i]!;
-      const buf = Buffer.allocUnsafe(runEnd - start);
-      const fd = packFd(pack);
+    for (const run of blobRuns(order.map((i) => ({ pack: job.packs[i]!, blob: blobs[i]! })), 8 * 1024 * 1024)) {
+      // One read buffer for the worker's life: opening a chunk copies it out, and fresh memory for every read cost
+      // the kernel page faults for each of 1.5 GB.
+      if (!packBuf || packBuf.length < run.end - run.start) packBuf = Buffer.allocUnsafeSlow(Math.max(run.end - run.start, 16 * 1024 * 1024));
+      const buf = packBuf.subarray(0, run.end - run.start);
+      const fd = packFd(run.pack);
       let got = 0;
       while (got < buf.length) {
-        const n = fs.readSync(fd, buf, got, buf.length - got, start + got);
-        if (n === 0) throw new ChunkIntegrityError(blobs[i]!.id.toString('hex'), pack, 'its pack is truncated');
+        const n = fs.readSync(fd, buf, got, buf.length - got, run.start + got);
+        if (n === 0) throw new ChunkIntegrityError(blobs[order[run.from]!]!.id.toString('hex'), run.pack, 'its pack is truncated');
         got += n;
       }
-      for (let k = i; k < j; k++) {
-        const b = blobs[k]!;
-        const rel = job.offsets[k]! - start;
-        const plain = openBlob(keys, buf.subarray(rel, rel + b.length), b, pack);
-        pendingBufs.push(plain);
+      for (let k = run.from; k < run.to; k++) {
+        const i = order[k]!;
+        const b = blobs[i]!;
+        const rel = b.offset - run.start;
+        const plain = opener.open(buf.subarray(rel, rel + b.length), b, run.pack);
+        if (pending.length > 0 && (dest[i] !== pendingAt + pendingBytes || pendingBytes >= 4 * 1024 * 1024 || pending.length >= 512)) flushOut();
+        if (pending.length === 0) pendingAt = dest[i]!;
+        pending.push(plain);
         pendingBytes += plain.length;
-        filePos += plain.length;
-        if (pendingBytes >= 4 * 1024 * 1024) flushOut();
       }
-      i = j;
     }
     flushOut();
   } finally {
     fs.closeSync(out);
   }
-  return { bytes: filePos - job.fileOffset };
+  return { bytes: end - job.fileOffset };
 }
 
 // ---------------------------------------------------------------- verify: read a whole pack and check everything
@@ -291,22 +346,24 @@ async function verifyJob(job: VerifyJob): Promise<JobValue> {
     // Unreadable (I/O error, removed meanwhile): every chunk in it is lost.
     return { bytes: 0, hashOk: false, headerOk: false, bad: blobs.map((b) => b.id.toString('hex')), chunks: blobs.length };
   }
-  const hashOk = createHash('sha256').update(bytes).digest('hex') === job.packId;
   const bad: string[] = [];
+  const opener = new BlobOpener(keys);
   for (const b of blobs) {
     try {
-      openBlob(keys, bytes.subarray(b.offset, b.offset + b.length), b, job.packId);
+      opener.open(bytes.subarray(b.offset, b.offset + b.length), b, job.packId);
     } catch (err) {
       if (!(err instanceof ChunkIntegrityError)) throw err;
       bad.push(b.id.toString('hex'));
     }
   }
-  let headerOk = true;
+  let own: PackBlob[] | undefined;
   try {
-    parsePack(keys, bytes, job.packId);
+    own = parsePack(keys, bytes, job.packId);
   } catch {
-    headerOk = false;
+    own = undefined;
   }
+  const headerOk = own !== undefined;
+  const hashOk = packNameMatches(bytes, job.packId, own);
   // Each pack leaves its own size in plaintext copies behind. Collecting every 32 MiB read: peak ~350 instead of
   // ~390 MB at scale 1.0 for ~3% more time (after every pack: ~310 MB, +10%).
   maybeCollect(bytes.length, 32 * 1024 * 1024);
@@ -329,6 +386,8 @@ async function run(job: WorkerJob): Promise<JobValue> {
     case 'command':
       return commandJob(job);
     case 'flush':
+      // Members gathered by a job that failed part-way are already marked as known: they are stored now.
+      if (groupBuf) await storeGroup(groupBuf);
       await writer.finish();
       return {};
     case 'restore':

@@ -1,10 +1,11 @@
-// PackWriter: streams sealed blobs into a pack file as they come (temporary name, positional writes), hashing as it
-// goes; at the pack size it appends the sealed header, and fsyncs and links the file into place while the next pack
-// fills. Blobs are not held until the pack is complete, so memory stays at a few MiB of writes in flight whatever
+// PackWriter: streams sealed blobs into a pack file as they come (temporary name, positional writes); at the pack
+// size it appends the sealed header, and fsyncs and links the file into place while the next pack fills. The pack's
+// name is the SHA-256 of its tail (format 2), or of all its bytes, hashed on the way (format 1).
+// Blobs are not held until the pack is complete, so memory stays at a few MiB of writes in flight whatever
 // the pack size. At most one pack is being made durable at a time. Packs are durable before anyone is told.
 import { createHash, type Hash } from 'node:crypto';
 import type { MasterKeys } from '../vault/keys.js';
-import { packTail, type PackBlob } from '../vault/pack.js';
+import { BlobType, packTail, type PackBlob, type PackNaming } from '../vault/pack.js';
 import type { PackRecord } from '../vault/index-file.js';
 import type { LocalStorage, TempFile } from '../vault/storage.js';
 
@@ -15,6 +16,14 @@ export interface SealedBlob {
   rawLength: number;
   sealed: Buffer;
 }
+
+/** Several small chunks compressed and sealed as one blob (format 2): the members, in order, make its plaintext. */
+export interface SealedGroup {
+  members: Array<{ id: Buffer; rawLength: number }>;
+  compression: number;
+  sealed: Buffer;
+}
+
 
 /** Bytes written but not yet confirmed by the OS before add() waits. */
 const WRITES_IN_FLIGHT = 4 * 1024 * 1024;
@@ -54,13 +63,24 @@ export class PackWriter {
     private readonly keys: MasterKeys,
     private readonly packSize: number,
     private readonly onWritten: (pack: PackRecord, size: number) => void,
+    private readonly naming: PackNaming = 'tail',
   ) {}
 
-  async add(blob: SealedBlob): Promise<void> {
+  async add(blob: SealedBlob | SealedGroup): Promise<void> {
     if (this.failure) throw this.failure;
     const p = (this.cur ??= this.open());
-    p.blobs.push({ id: blob.id, type: blob.type, compression: blob.compression, offset: p.offset, length: blob.sealed.length, rawLength: blob.rawLength });
-    p.hash.update(blob.sealed);
+    const length = blob.sealed.length;
+    if ('members' in blob) {
+      const groupRaw = blob.members.reduce((a, m) => a + m.rawLength, 0);
+      let inner = 0;
+      for (const m of blob.members) {
+        p.blobs.push({ id: m.id, type: BlobType.Member, compression: blob.compression, offset: p.offset, length, rawLength: m.rawLength, inner, groupRaw });
+        inner += m.rawLength;
+      }
+    } else {
+      p.blobs.push({ id: blob.id, type: blob.type, compression: blob.compression, offset: p.offset, length, rawLength: blob.rawLength });
+    }
+    if (this.naming === 'content') p.hash.update(blob.sealed);
     p.stage.push(blob.sealed);
     p.stageBytes += blob.sealed.length;
     p.offset += blob.sealed.length;

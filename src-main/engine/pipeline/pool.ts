@@ -3,7 +3,7 @@
 import * as os from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { MasterKeys } from '../vault/keys.js';
-import type { VaultConfig } from '../vault/vault.js';
+import { formatFeatures, type VaultConfig } from '../vault/vault.js';
 import type { JobError, JobReply, JobValue, WorkerEvent, WorkerInit, WorkerJob } from './protocol.js';
 import { workerScript } from './worker-script.js';
 
@@ -61,6 +61,7 @@ export class EnginePool {
       idKey: keys.id,
       packSize: config.packSize,
       cdc: config.chunking.files,
+      ...formatFeatures(config),
       knownIds: opts.knownIds,
     };
     const url = workerScript('engine-worker', import.meta.url);

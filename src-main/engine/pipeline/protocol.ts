@@ -7,6 +7,9 @@ export interface WorkerInit {
   idKey: Uint8Array;
   packSize: number;
   cdc: { min: number; avg: number; max: number };
+  /** The vault's format allows groups of small chunks, and names packs by their tail (format 2). */
+  groups: boolean;
+  packNaming: 'tail' | 'content';
   /** Chunk ids already in the vault (32 bytes each), so a backup does not store them again. */
   knownIds?: Uint8Array;
 }
@@ -19,6 +22,8 @@ export interface ChunkJob {
   length?: number;
   /** Fixed chunk size (database pages); content-defined chunking when absent. */
   fixed?: number;
+  /** Store small new chunks in groups (a database; where the vault's format allows it). */
+  group?: boolean;
 }
 
 /** Run a command and store its standard output, cut by content-defined chunking with these parameters. The
@@ -36,10 +41,10 @@ export interface RestoreJob {
   kind: 'restore';
   path: string;
   fileOffset: number;
-  /** Pack-header entries (42 bytes each) of the chunks; their pack and offset are in packs/offsets. */
-  blobs: Uint8Array;
+  /** The chunks' places (encodeBlobRefs) and the pack of each. */
+  ids: Uint8Array;
+  meta: number[];
   packs: string[];
-  offsets: number[];
 }
 
 export interface VerifyJob {

@@ -1,20 +1,34 @@
-// Packs: many sealed chunks in one file, followed by a sealed header that lists them, so the index can always be
-// rebuilt from the packs alone. A pack's name is the SHA-256 of its bytes.
-import { hmac, open, seal } from './crypto.js';
+// Packs: many sealed blobs in one file, followed by a sealed header that lists them, so the index can always be
+// rebuilt from the packs alone. A blob holds one chunk, or (format 2) a group of small chunks (database pages, dump
+// pieces) compressed and sealed together, each still named and deduplicated on its own. A pack is named by the
+// SHA-256 of its bytes (format 1) or of its tail, the sealed header and its length (format 2; FORMAT.md).
+import { hmac, open, seal, sha256 } from './crypto.js';
 import { decompressChunk } from './compress.js';
 import type { MasterKeys } from './keys.js';
 import type { Storage } from './storage.js';
 
 export const BLOB_AAD = 'clinicvault:blob:v1';
+export const GROUP_AAD = 'clinicvault:group:v1';
 export const HEADER_AAD = 'clinicvault:pack-header:v1';
 const HEADER_MAGIC = Buffer.from('CVP1');
 const ENTRY_BYTES = 42;
+const NO_ID = Buffer.alloc(32);
+
+/** How packs are named: 'tail' (format 2) or 'content' (format 1: the SHA-256 of the whole file). */
+export type PackNaming = 'tail' | 'content';
 
 export const enum BlobType {
+  /** A sealed blob holding one chunk. */
   Data = 0,
+  /** A sealed blob holding the chunks of the Member entries that follow it, one after the other (on disk only). */
+  Group = 1,
+  /** A chunk inside the Group entry before it; it takes no bytes of its own in the pack. */
+  Member = 2,
 }
 export { Compression } from './compress.js';
 
+/** One chunk in a pack. For a group member, offset, length and compression are its group's blob, and inner and
+ * groupRaw say where in the group's plaintext the chunk lies. Group entries themselves are not listed. */
 export interface PackBlob {
   id: Buffer;
   type: number;
@@ -22,21 +36,40 @@ export interface PackBlob {
   offset: number;
   length: number;
   rawLength: number;
+  inner?: number;
+  groupRaw?: number;
 }
 
+function isMember(b: PackBlob): boolean {
+  return b.type === BlobType.Member;
+}
+
+/** Whether b is a member of the same group blob as the member before it in a pack's list. */
+function sameGroup(prev: PackBlob | undefined, b: PackBlob): boolean {
+  return !!prev && isMember(prev) && isMember(b) && prev.offset === b.offset;
+}
+
+/** The header layout of a whole pack's list (every member of each group, in order). */
 export function encodePackHeader(blobs: PackBlob[]): Buffer {
-  const out = Buffer.alloc(8 + blobs.length * ENTRY_BYTES);
+  let entries = 0;
+  blobs.forEach((b, i) => (entries += isMember(b) && !sameGroup(blobs[i - 1], b) ? 2 : 1));
+  const out = Buffer.alloc(8 + entries * ENTRY_BYTES);
   HEADER_MAGIC.copy(out, 0);
-  out.writeUInt32LE(blobs.length, 4);
+  out.writeUInt32LE(entries, 4);
   let o = 8;
-  for (const b of blobs) {
-    out.writeUInt8(b.type, o);
-    out.writeUInt8(b.compression, o + 1);
-    out.writeUInt32LE(b.length, o + 2);
-    out.writeUInt32LE(b.rawLength, o + 6);
-    b.id.copy(out, o + 10);
+  const entry = (type: number, compression: number, length: number, rawLength: number, id: Buffer): void => {
+    out.writeUInt8(type, o);
+    out.writeUInt8(compression, o + 1);
+    out.writeUInt32LE(length, o + 2);
+    out.writeUInt32LE(rawLength, o + 6);
+    id.copy(out, o + 10);
     o += ENTRY_BYTES;
-  }
+  };
+  blobs.forEach((b, i) => {
+    if (!isMember(b)) return entry(b.type, b.compression, b.length, b.rawLength, b.id);
+    if (!sameGroup(blobs[i - 1], b)) entry(BlobType.Group, b.compression, b.length, b.groupRaw!, NO_ID);
+    entry(BlobType.Member, 0, 0, b.rawLength, b.id);
+  });
   return out;
 }
 
@@ -47,20 +80,47 @@ export function decodePackHeader(buf: Buffer): PackBlob[] {
   const blobs: PackBlob[] = [];
   let o = 8;
   let offset = 0;
+  let group: { offset: number; length: number; compression: number; raw: number; inner: number; members: number } | undefined;
+  const closeGroup = (): void => {
+    if (group && (group.members === 0 || group.inner !== group.raw)) throw new Error('bad pack header: a group does not add up');
+    group = undefined;
+  };
   for (let i = 0; i < n; i++) {
+    const type = buf.readUInt8(o);
+    const compression = buf.readUInt8(o + 1);
     const length = buf.readUInt32LE(o + 2);
-    blobs.push({
-      type: buf.readUInt8(o),
-      compression: buf.readUInt8(o + 1),
-      offset,
-      length,
-      rawLength: buf.readUInt32LE(o + 6),
-      id: Buffer.from(buf.subarray(o + 10, o + 42)),
-    });
-    offset += length;
+    const rawLength = buf.readUInt32LE(o + 6);
+    const id = () => Buffer.from(buf.subarray(o + 10, o + 42));
+    if (type === BlobType.Member) {
+      if (!group || length !== 0) throw new Error('bad pack header: a group member outside a group');
+      blobs.push({ id: id(), type, compression: group.compression, offset: group.offset, length: group.length, rawLength, inner: group.inner, groupRaw: group.raw });
+      group.inner += rawLength;
+      group.members++;
+    } else {
+      closeGroup();
+      if (type === BlobType.Group) group = { offset, length, compression, raw: rawLength, inner: 0, members: 0 };
+      else if (type === BlobType.Data) blobs.push({ id: id(), type, compression, offset, length, rawLength });
+      else throw new Error(`bad pack header: unknown blob type ${type}`);
+      offset += length;
+    }
     o += ENTRY_BYTES;
   }
+  closeGroup();
   return blobs;
+}
+
+/** Bytes of sealed blobs in a pack with this list (each group counted once): where its header starts. */
+export function packContentBytes(blobs: PackBlob[]): number {
+  let total = 0;
+  blobs.forEach((b, i) => {
+    if (!sameGroup(blobs[i - 1], b)) total += b.length;
+  });
+  return total;
+}
+
+/** The stored bytes a chunk accounts for: its blob, or its share of its group's blob. */
+export function storedShare(b: PackBlob): number {
+  return isMember(b) ? Math.round((b.length * b.rawLength) / Math.max(1, b.groupRaw!)) : b.length;
 }
 
 /** The tail of a pack: its sealed header and the header's length. */
@@ -97,8 +157,9 @@ export class ChunkIntegrityError extends Error {
   }
 }
 
-/** Decrypt, decompress and authenticate one sealed blob against its expected id. */
-export function openBlob(keys: MasterKeys, sealed: Buffer, blob: { id: Buffer; compression: number; rawLength: number }, packId: string): Buffer {
+/** Decrypt, decompress and authenticate one chunk from its sealed blob (a member: its whole group's blob). */
+export function openBlob(keys: MasterKeys, sealed: Buffer, blob: PackBlob, packId: string): Buffer {
+  if (isMember(blob)) return memberOf(keys, openGroup(keys, sealed, blob, packId), blob, packId);
   const idHex = blob.id.toString('hex');
   let plain: Buffer;
   try {
@@ -106,13 +167,123 @@ export function openBlob(keys: MasterKeys, sealed: Buffer, blob: { id: Buffer; c
   } catch {
     throw new ChunkIntegrityError(idHex, packId, 'authentication failed (the stored bytes were changed)');
   }
+  plain = decompress(plain, blob.compression, blob.rawLength, idHex, packId);
+  return checkId(keys, plain, blob, idHex, packId);
+}
+
+function decompress(payload: Buffer, compression: number, rawLength: number, idHex: string, packId: string): Buffer {
   try {
-    plain = decompressChunk(plain, blob.compression, blob.rawLength);
+    return decompressChunk(payload, compression, rawLength);
   } catch (err) {
     throw new ChunkIntegrityError(idHex, packId, /unknown compression/.test((err as Error).message) ? (err as Error).message : 'cannot be decompressed');
   }
+}
+
+function checkId(keys: MasterKeys, plain: Buffer, blob: PackBlob, idHex: string, packId: string): Buffer {
   if (plain.length !== blob.rawLength || !hmac(keys.id, plain).equals(blob.id)) {
     throw new ChunkIntegrityError(idHex, packId, 'content does not match its id');
   }
   return plain;
+}
+
+/** The plaintext of a member's whole group (every member, one after the other). */
+function openGroup(keys: MasterKeys, sealed: Buffer, member: PackBlob, packId: string): Buffer {
+  const idHex = member.id.toString('hex');
+  let plain: Buffer;
+  try {
+    plain = open(keys.encryption, sealed, GROUP_AAD);
+  } catch {
+    throw new ChunkIntegrityError(idHex, packId, 'authentication failed (the stored bytes of its group were changed)');
+  }
+  plain = decompress(plain, member.compression, member.groupRaw!, idHex, packId);
+  if (plain.length !== member.groupRaw) throw new ChunkIntegrityError(idHex, packId, 'its group has the wrong size');
+  return plain;
+}
+
+function memberOf(keys: MasterKeys, group: Buffer, member: PackBlob, packId: string): Buffer {
+  return checkId(keys, group.subarray(member.inner!, member.inner! + member.rawLength), member, member.id.toString('hex'), packId);
+}
+
+/** Opens chunks one after the other, keeping the last few groups it opened: members of a group read one after the
+ * other, or interleaved with a few other groups (a database's pages from several backups, in file order), are
+ * decrypted and decompressed once. */
+export class BlobOpener {
+  private readonly groups = new Map<string, Buffer>();
+
+  constructor(
+    private readonly keys: MasterKeys,
+    private readonly keep = 4,
+  ) {}
+
+  open(sealed: Buffer, blob: PackBlob, packId: string): Buffer {
+    if (!isMember(blob)) return openBlob(this.keys, sealed, blob, packId);
+    const at = `${packId}:${blob.offset}`;
+    let group = this.groups.get(at);
+    if (group) {
+      this.groups.delete(at);
+    } else {
+      group = openGroup(this.keys, sealed, blob, packId);
+      if (this.groups.size >= this.keep) this.groups.delete(this.groups.keys().next().value!);
+    }
+    this.groups.set(at, group);
+    return memberOf(this.keys, group, blob, packId);
+  }
+}
+
+/** A list of chunks cut into runs that each read one stretch of one pack: blobs that follow each other, and chunks
+ * that share the blob before them (members of one group, a chunk repeated). [from, to) index the list; [start, end)
+ * are pack offsets. */
+export function blobRuns(list: Array<{ pack: string; blob: PackBlob }>, maxBytes: number): Array<{ pack: string; start: number; end: number; from: number; to: number }> {
+  const runs = [];
+  let i = 0;
+  while (i < list.length) {
+    const first = list[i]!;
+    let end = first.blob.offset + first.blob.length;
+    let j = i + 1;
+    while (j < list.length) {
+      const e = list[j]!;
+      if (e.pack !== first.pack) break;
+      if (e.blob.offset !== list[j - 1]!.blob.offset) {
+        if (e.blob.offset !== end || end - first.blob.offset >= maxBytes) break;
+        end += e.blob.length;
+      }
+      j++;
+    }
+    runs.push({ pack: first.pack, start: first.blob.offset, end, from: i, to: j });
+    i = j;
+  }
+  return runs;
+}
+
+/** A chunk's place in a pack, for a worker: ids (32 bytes each) and 7 numbers per chunk. */
+export function encodeBlobRefs(blobs: PackBlob[]): { ids: Uint8Array; meta: number[] } {
+  const ids = Buffer.allocUnsafe(blobs.length * 32);
+  const meta: number[] = [];
+  blobs.forEach((b, i) => {
+    b.id.copy(ids, i * 32);
+    meta.push(b.type, b.compression, b.offset, b.length, b.rawLength, b.inner ?? 0, b.groupRaw ?? 0);
+  });
+  return { ids, meta };
+}
+
+export function decodeBlobRefs(ids: Uint8Array, meta: number[]): PackBlob[] {
+  const idBuf = Buffer.from(ids.buffer, ids.byteOffset, ids.length);
+  const out: PackBlob[] = [];
+  for (let i = 0; i * 7 < meta.length; i++) {
+    const [type, compression, offset, length, rawLength, inner, groupRaw] = meta.slice(i * 7, i * 7 + 7) as [number, number, number, number, number, number, number];
+    const b: PackBlob = { id: idBuf.subarray(i * 32, i * 32 + 32), type, compression, offset, length, rawLength };
+    if (type === BlobType.Member) Object.assign(b, { inner, groupRaw });
+    out.push(b);
+  }
+  return out;
+}
+
+/** Whether a pack's bytes carry its name: the SHA-256 of its tail (format 2) with the blobs filling exactly the
+ * space before the header, or the SHA-256 of the whole file (format 1). */
+export function packNameMatches(bytes: Buffer, packId: string, blobs: PackBlob[] | undefined): boolean {
+  if (bytes.length >= 4) {
+    const tailStart = bytes.length - 4 - bytes.readUInt32LE(bytes.length - 4);
+    if (blobs && tailStart >= 0 && tailStart === packContentBytes(blobs) && sha256(bytes.subarray(tailStart)).toString('hex') === packId) return true;
+  }
+  return sha256(bytes).toString('hex') === packId;
 }

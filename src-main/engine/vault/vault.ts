@@ -6,13 +6,20 @@ import * as path from 'node:path';
 import { UsageError, VaultNotFoundError, ClinicVaultError, DamageError } from '../errors.js';
 import { generateRecoveryKey, makePassphraseSlot, makeRecoverySlot, generateMasterKeys, unlock, writeSlot, defaultScrypt, checkNewPassphrase, type MasterKeys, type Secret } from './keys.js';
 import { LocalStorage } from './storage.js';
+import type { PackNaming } from './pack.js';
 import { MasterIndex } from './index-file.js';
 import { readSnapshot, type Snapshot } from './snapshot.js';
 import { validateStoredPolicy, type RetentionPolicy } from '../retention.js';
 import { VaultLock } from './lock.js';
 
 export const FORMAT_NAME = 'clinicvault-vault';
-export const FORMAT_VERSION = 1;
+export const FORMAT_VERSION = 2;
+
+/** What a vault's format allows writers to use. Format 2: small database chunks stored in groups, packs named by
+ * their tail. A format 1 vault is written as format 1, so an older ClinicVault can still read it. */
+export function formatFeatures(config: Pick<VaultConfig, 'version'>): { groups: boolean; packNaming: PackNaming } {
+  return config.version >= 2 ? { groups: true, packNaming: 'tail' } : { groups: false, packNaming: 'content' };
+}
 
 export interface VaultConfig {
   format: typeof FORMAT_NAME;

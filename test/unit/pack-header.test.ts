@@ -1,0 +1,56 @@
+// The pack-header layout with groups (FORMAT.md, "Packs"): what a stranger's reader must get right.
+import { describe, expect, it } from 'vitest';
+import { BlobType, blobRuns, decodeBlobRefs, decodePackHeader, encodeBlobRefs, encodePackHeader, packContentBytes, type PackBlob } from '../../src-main/engine/vault/pack.js';
+
+const id = (n: number): Buffer => Buffer.alloc(32, n);
+
+/** data(100) | group of 3 members (sealed 300 bytes, 4096 * 3 raw) | data(50) */
+const blobs: PackBlob[] = [
+  { id: id(1), type: BlobType.Data, compression: 0, offset: 0, length: 100, rawLength: 72 },
+  { id: id(2), type: BlobType.Member, compression: 2, offset: 100, length: 300, rawLength: 4096, inner: 0, groupRaw: 12288 },
+  { id: id(3), type: BlobType.Member, compression: 2, offset: 100, length: 300, rawLength: 4096, inner: 4096, groupRaw: 12288 },
+  { id: id(4), type: BlobType.Member, compression: 2, offset: 100, length: 300, rawLength: 4096, inner: 8192, groupRaw: 12288 },
+  { id: id(5), type: BlobType.Data, compression: 2, offset: 400, length: 50, rawLength: 900 },
+];
+
+describe('pack header with groups', () => {
+  it('writes one Group entry before its members and reads back every chunk with its place', () => {
+    const enc = encodePackHeader(blobs);
+    expect(enc.readUInt32LE(4)).toBe(6); // 2 data + 1 group + 3 members
+    const groupEntry = enc.subarray(8 + 42, 8 + 84);
+    expect(groupEntry.readUInt8(0)).toBe(BlobType.Group);
+    expect(groupEntry.readUInt32LE(2)).toBe(300);
+    expect(groupEntry.readUInt32LE(6)).toBe(12288);
+    expect(groupEntry.subarray(10).equals(Buffer.alloc(32))).toBe(true);
+    expect(decodePackHeader(enc)).toEqual(blobs);
+    expect(packContentBytes(blobs)).toBe(450);
+  });
+
+  it('refuses a group whose members do not add up, and members outside a group', () => {
+    const enc = encodePackHeader(blobs);
+    const short = Buffer.from(enc);
+    short.writeUInt32LE(12289, 8 + 42 + 6);
+    expect(() => decodePackHeader(short)).toThrow(/does not add up/);
+    const orphan = Buffer.from(enc);
+    orphan.writeUInt8(BlobType.Data, 8 + 42); // the group entry turned into a data entry: its members have no group
+    expect(() => decodePackHeader(orphan)).toThrow(/outside a group/);
+    const unknown = Buffer.from(enc);
+    unknown.writeUInt8(9, 8);
+    expect(() => decodePackHeader(unknown)).toThrow(/unknown blob type 9/);
+  });
+
+  it('reads each stretch once: consecutive blobs and members of one group in one run', () => {
+    const list = blobs.map((blob) => ({ pack: 'p', blob }));
+    expect(blobRuns(list, 1 << 20).map((r) => [r.start, r.end, r.from, r.to])).toEqual([[0, 450, 0, 5]]);
+    expect(blobRuns(list, 100).map((r) => [r.start, r.end, r.from, r.to])).toEqual([[0, 100, 0, 1], [100, 400, 1, 4], [400, 450, 4, 5]]);
+    // A file that uses the group's third member, then the first data blob and the second member (which follow each
+    // other in the pack), then a blob of another pack.
+    const jumpy = [list[3]!, list[0]!, list[2]!, { pack: 'q', blob: blobs[0]! }];
+    expect(blobRuns(jumpy, 1 << 20).map((r) => [r.pack, r.start, r.end])).toEqual([['p', 100, 400], ['p', 0, 400], ['q', 0, 100]]);
+  });
+
+  it('passes chunk places to a worker and back unchanged', () => {
+    const { ids, meta } = encodeBlobRefs(blobs);
+    expect(decodeBlobRefs(new Uint8Array(ids), meta)).toEqual(blobs);
+  });
+});

@@ -1,6 +1,5 @@
 // Where secrets come from: a file, the environment, or a hidden prompt on a terminal. Never from argv.
 import * as fsp from 'node:fs/promises';
-import password from '@inquirer/password';
 import { UsageError } from '../engine/errors.js';
 import type { Secret } from '../engine/vault/keys.js';
 
@@ -31,7 +30,7 @@ export async function openingSecret(flags: SecretFlags): Promise<Secret> {
   if (flags.passphraseFile) return { passphrase: await readSecretFile(flags.passphraseFile, 'passphrase') };
   const env = process.env.CLINICVAULT_PASSPHRASE;
   if (env) return { passphrase: env };
-  if (interactive()) return { passphrase: await password({ message: 'Vault passphrase:', mask: true }, { output: process.stderr }) };
+  if (interactive()) return { passphrase: await prompt({ message: 'Vault passphrase:', mask: true }, { output: process.stderr }) };
   throw new UsageError('No passphrase given. Set CLINICVAULT_PASSPHRASE, use --passphrase-file FILE (or --recovery-key-file FILE), or run in a terminal to be asked.');
 }
 
@@ -41,10 +40,16 @@ export async function newPassphrase(file: string | undefined, envName: string, w
   const env = process.env[envName];
   if (env) return env;
   if (interactive()) {
-    const a = await password({ message: `New ${what} passphrase (at least 10 characters):`, mask: true }, { output: process.stderr });
-    const b = await password({ message: 'Type it again:', mask: true }, { output: process.stderr });
+    const a = await prompt({ message: `New ${what} passphrase (at least 10 characters):`, mask: true }, { output: process.stderr });
+    const b = await prompt({ message: 'Type it again:', mask: true }, { output: process.stderr });
     if (a !== b) throw new UsageError('The two passphrases differ. Nothing was changed; please try again.');
     return a;
   }
   throw new UsageError(`No new passphrase given. Set ${envName}, use a passphrase file, or run in a terminal to be asked.`);
+}
+
+/** The terminal prompt, loaded only when a passphrase is asked for (not in scheduled runs). */
+async function prompt(config: { message: string; mask: boolean }, context: { output: NodeJS.WritableStream }): Promise<string> {
+  const { default: password } = await import('@inquirer/password');
+  return password(config, context);
 }

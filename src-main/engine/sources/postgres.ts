@@ -6,7 +6,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
-import pg from 'pg';
+import type pg from 'pg';
 import { ClinicVaultError, UsageError } from '../errors.js';
 import { quoteIdent } from './sqlite.js';
 
@@ -72,7 +72,9 @@ export function pgEnv(t: PgTarget, database = t.database): NodeJS.ProcessEnv {
 }
 
 export async function connect(t: PgTarget, database = t.database): Promise<pg.Client> {
-  const client = new pg.Client({
+  // Loaded when first needed: most clinics back up SQLite, and every command would pay ~0.1 s to load it.
+  const { default: pgLib } = await import('pg');
+  const client = new pgLib.Client({
     host: t.host,
     port: t.port,
     database,

@@ -12,7 +12,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { FastCdc, FixedCutter, gearTable, type Cutter } from '../chunker/chunkers.js';
 import { compressChunk, compressorsMade } from '../vault/compress.js';
-import { seal } from '../vault/crypto.js';
+import { sealParts } from '../vault/crypto.js';
 import type { MasterKeys } from '../vault/keys.js';
 import { BLOB_AAD, BlobOpener, BlobType, ChunkIntegrityError, GROUP_AAD, blobRuns, decodeBlobRefs, decodePackHeader, encodePackHeader, packNameMatches, parsePack, type PackBlob } from '../vault/pack.js';
 import { copySqliteTo, integrityCheck, tableCounts } from '../sources/sqlite.js';
@@ -114,21 +114,21 @@ async function storeChunk(data: Buffer, tally: ChunkTally): Promise<void> {
     return;
   }
   const { payload, compression } = compressChunk(data);
-  const sealed = seal(keys.encryption, payload, BLOB_AAD);
+  const sealed = sealParts(keys.encryption, payload, BLOB_AAD);
   await writer.add({ id, type: BlobType.Data, compression, rawLength: data.length, sealed });
-  maybeCollect(sealed.length);
+  maybeCollect(payload.length);
 }
 
 /** Compress and seal the gathered members as one blob. */
 async function storeGroup(g: Group): Promise<void> {
   if (g.members.length === 0) return;
   const { payload, compression } = compressChunk(g.buf.subarray(0, g.used));
-  const sealed = seal(keys.encryption, payload, GROUP_AAD);
+  const sealed = sealParts(keys.encryption, payload, GROUP_AAD);
   const members = g.members;
   g.members = [];
   g.used = 0;
   await writer.add({ members, compression, sealed });
-  maybeCollect(sealed.length);
+  maybeCollect(payload.length);
 }
 
 /** A tally for one job; a database's job gathers its small new chunks when the vault's format allows it. */
@@ -336,12 +336,29 @@ function restoreJob(job: RestoreJob): JobValue {
 }
 
 // ---------------------------------------------------------------- verify: read a whole pack and check everything
+/** The pack's bytes, in the worker's one pack buffer (valid until the next read). */
+async function readWholePack(packId: string): Promise<Buffer> {
+  const fh = await fsp.open(storage.filePath('data', packId), 'r');
+  try {
+    const { size } = await fh.stat();
+    if (!packBuf || packBuf.length < size) packBuf = Buffer.allocUnsafeSlow(Math.max(size, 24 * 1024 * 1024));
+    let got = 0;
+    while (got < size) {
+      const { bytesRead } = await fh.read(packBuf, got, size - got, got);
+      if (bytesRead === 0) break;
+      got += bytesRead;
+    }
+    return packBuf.subarray(0, got);
+  } finally {
+    await fh.close();
+  }
+}
+
 async function verifyJob(job: VerifyJob): Promise<JobValue> {
   const blobs = decodePackHeader(Buffer.from(job.blobs));
   let bytes: Buffer;
   try {
-    // Read asynchronously: the worker checks the other pack it was given while this one is read.
-    bytes = await fsp.readFile(storage.filePath('data', job.packId));
+    bytes = await readWholePack(job.packId);
   } catch {
     // Unreadable (I/O error, removed meanwhile): every chunk in it is lost.
     return { bytes: 0, hashOk: false, headerOk: false, bad: blobs.map((b) => b.id.toString('hex')), chunks: blobs.length };

@@ -14,14 +14,15 @@ export interface SealedBlob {
   type: number;
   compression: number;
   rawLength: number;
-  sealed: Buffer;
+  /** The sealed blob, whole or in pieces to be written one after the other (sealParts). */
+  sealed: Buffer | readonly Buffer[];
 }
 
 /** Several small chunks compressed and sealed as one blob (format 2): the members, in order, make its plaintext. */
 export interface SealedGroup {
   members: Array<{ id: Buffer; rawLength: number }>;
   compression: number;
-  sealed: Buffer;
+  sealed: Buffer | readonly Buffer[];
 }
 
 
@@ -69,7 +70,8 @@ export class PackWriter {
   async add(blob: SealedBlob | SealedGroup): Promise<void> {
     if (this.failure) throw this.failure;
     const p = (this.cur ??= this.open());
-    const length = blob.sealed.length;
+    const parts = Buffer.isBuffer(blob.sealed) ? [blob.sealed] : blob.sealed;
+    const length = parts.reduce((a, b) => a + b.length, 0);
     if ('members' in blob) {
       const groupRaw = blob.members.reduce((a, m) => a + m.rawLength, 0);
       let inner = 0;
@@ -80,12 +82,12 @@ export class PackWriter {
     } else {
       p.blobs.push({ id: blob.id, type: blob.type, compression: blob.compression, offset: p.offset, length, rawLength: blob.rawLength });
     }
-    if (this.naming === 'content') p.hash.update(blob.sealed);
-    p.stage.push(blob.sealed);
-    p.stageBytes += blob.sealed.length;
-    p.offset += blob.sealed.length;
-    p.inFlight += blob.sealed.length;
-    if (p.stageBytes >= STAGE) this.writeStage(p);
+    if (this.naming === 'content') for (const part of parts) p.hash.update(part);
+    p.stage.push(...parts);
+    p.stageBytes += length;
+    p.offset += length;
+    p.inFlight += length;
+    if (p.stageBytes >= STAGE || p.stage.length >= 500) this.writeStage(p);
     if (p.inFlight >= WRITES_IN_FLIGHT) {
       const writes = p.writes;
       p.writes = [];
@@ -99,10 +101,10 @@ export class PackWriter {
     return { file: handled(this.storage.createTemp('data')), hash: createHash('sha256'), blobs: [], offset: 0, writes: [], inFlight: 0, stage: [], stageBytes: 0, stageAt: 0 };
   }
 
-  /** Start the write of the gathered blobs (one buffer: a large blob as it is, small ones joined). */
+  /** Start the write of the gathered blobs (one writev of their pieces). */
   private writeStage(p: OpenPack): void {
     if (p.stageBytes === 0) return;
-    const data = p.stage.length === 1 ? p.stage[0]! : Buffer.concat(p.stage, p.stageBytes);
+    const data = p.stage;
     const at = p.stageAt;
     p.writes.push(handled(p.file.then((f) => f.writeAt(data, at))));
     p.stageAt += p.stageBytes;

@@ -28,12 +28,18 @@ function nextNonce(): Buffer {
 
 /** nonce(12) || ciphertext || tag(16). aad binds the ciphertext to its role (e.g. "chunk", "snapshot"). */
 export function seal(key: Buffer, plaintext: Uint8Array, aad: string): Buffer {
+  return Buffer.concat(sealParts(key, plaintext, aad));
+}
+
+/** seal() as its pieces, for a writer that writes them one after the other: a megabyte chunk is not copied once
+ * more only to join 28 bytes to it. */
+export function sealParts(key: Buffer, plaintext: Uint8Array, aad: string): Buffer[] {
   const nonce = nextNonce();
   const cipher = createCipheriv('aes-256-gcm', key, nonce);
   cipher.setAAD(Buffer.from(aad, 'utf8'));
   const body = cipher.update(plaintext);
   const final = cipher.final();
-  return Buffer.concat([nonce, body, final, cipher.getAuthTag()]);
+  return final.length > 0 ? [nonce, body, final, cipher.getAuthTag()] : [nonce, body, cipher.getAuthTag()];
 }
 
 export function open(key: Buffer, sealed: Uint8Array, aad: string, what = aad): Buffer {
@@ -46,7 +52,9 @@ export function open(key: Buffer, sealed: Uint8Array, aad: string, what = aad): 
   decipher.setAuthTag(tag);
   try {
     const body = decipher.update(buf.subarray(NONCE_BYTES, buf.length - TAG_BYTES));
-    return Buffer.concat([body, decipher.final()]);
+    const final = decipher.final();
+    // GCM returns everything from update(); joining an empty final would copy the whole plaintext once more.
+    return final.length > 0 ? Buffer.concat([body, final]) : body;
   } catch {
     throw new AuthError(what);
   }

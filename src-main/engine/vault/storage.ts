@@ -60,12 +60,16 @@ export async function writeFileAtomic(file: string, data: Uint8Array | readonly 
   }
 }
 
-async function writeAll(fh: fsp.FileHandle, parts: readonly Uint8Array[]): Promise<void> {
+/** Write the parts one after the other, at the file's current position or from `position`. */
+async function writeAll(fh: fsp.FileHandle, parts: readonly Uint8Array[], position?: number): Promise<void> {
   // writev in groups (IOV_MAX is 1024 on Linux); a short write continues from where it stopped.
+  let at = position;
   for (let i = 0; i < parts.length; i += 512) {
     let group = parts.slice(i, i + 512).filter((p) => p.length > 0);
     while (group.length > 0) {
-      let { bytesWritten } = await fh.writev(group);
+      let { bytesWritten } = await fh.writev(group, at);
+      if (bytesWritten === 0) throw new Error('the disk accepted no bytes');
+      if (at !== undefined) at += bytesWritten;
       while (group.length > 0 && bytesWritten >= group[0]!.length) {
         bytesWritten -= group[0]!.length;
         group = group.slice(1);
@@ -110,13 +114,9 @@ export class TempFile {
     return new TempFile(p, await fsp.open(p, 'wx', 0o600), dest);
   }
 
-  /** Write data at a position (writes to different ranges may run at once). */
-  async writeAt(data: Uint8Array, position: number): Promise<void> {
-    let done = 0;
-    while (done < data.length) {
-      const { bytesWritten } = await this.fh.write(data, done, data.length - done, position + done);
-      done += bytesWritten;
-    }
+  /** Write data (pieces one after the other) at a position; writes to different ranges may run at once. */
+  writeAt(data: Uint8Array | readonly Uint8Array[], position: number): Promise<void> {
+    return writeAll(this.fh, data instanceof Uint8Array ? [data] : data, position);
   }
 
   /** fsync, close, link into place as `name` (never replacing an existing file), fsync the folder. */

@@ -252,6 +252,13 @@ async function commandJob(job: CommandJob): Promise<ChunkResult> {
 const packFds = new Map<string, number>();
 let packBuf: Buffer | undefined;
 
+/** The worker's one buffer for pack bytes (restore runs, whole packs in verify), grown when a read needs more:
+ * opening a chunk copies it out, and fresh memory for every read cost the kernel a page fault per 4 KiB. */
+function packBuffer(size: number): Buffer {
+  if (!packBuf || packBuf.length < size) packBuf = Buffer.allocUnsafeSlow(Math.max(size, 24 * 1024 * 1024));
+  return packBuf.subarray(0, size);
+}
+
 function packFd(packId: string): number {
   let fd = packFds.get(packId);
   if (fd !== undefined) {
@@ -306,10 +313,7 @@ function restoreJob(job: RestoreJob): JobValue {
   };
   try {
     for (const run of blobRuns(order.map((i) => ({ pack: job.packs[i]!, blob: blobs[i]! })), 8 * 1024 * 1024)) {
-      // One read buffer for the worker's life: opening a chunk copies it out, and fresh memory for every read cost
-      // the kernel page faults for each of 1.5 GB.
-      if (!packBuf || packBuf.length < run.end - run.start) packBuf = Buffer.allocUnsafeSlow(Math.max(run.end - run.start, 16 * 1024 * 1024));
-      const buf = packBuf.subarray(0, run.end - run.start);
+      const buf = packBuffer(run.end - run.start);
       const fd = packFd(run.pack);
       let got = 0;
       while (got < buf.length) {
@@ -341,14 +345,14 @@ async function readWholePack(packId: string): Promise<Buffer> {
   const fh = await fsp.open(storage.filePath('data', packId), 'r');
   try {
     const { size } = await fh.stat();
-    if (!packBuf || packBuf.length < size) packBuf = Buffer.allocUnsafeSlow(Math.max(size, 24 * 1024 * 1024));
+    const buf = packBuffer(size);
     let got = 0;
     while (got < size) {
-      const { bytesRead } = await fh.read(packBuf, got, size - got, got);
+      const { bytesRead } = await fh.read(buf, got, size - got, got);
       if (bytesRead === 0) break;
       got += bytesRead;
     }
-    return packBuf.subarray(0, got);
+    return buf.subarray(0, got);
   } finally {
     await fh.close();
   }

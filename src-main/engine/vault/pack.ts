@@ -161,19 +161,20 @@ export class ChunkIntegrityError extends Error {
 export function openBlob(keys: MasterKeys, sealed: Buffer, blob: PackBlob, packId: string): Buffer {
   if (isMember(blob)) return memberOf(keys, openGroup(keys, sealed, blob, packId), blob, packId);
   const idHex = blob.id.toString('hex');
-  let plain: Buffer;
-  try {
-    plain = open(keys.encryption, sealed, BLOB_AAD);
-  } catch {
-    throw new ChunkIntegrityError(idHex, packId, 'authentication failed (the stored bytes were changed)');
-  }
-  plain = decompress(plain, blob.compression, blob.rawLength, idHex, packId);
+  const plain = openSealed(keys, sealed, BLOB_AAD, blob.compression, blob.rawLength, idHex, packId, 'the stored bytes were changed');
   return checkId(keys, plain, blob, idHex, packId);
 }
 
-function decompress(payload: Buffer, compression: number, rawLength: number, idHex: string, packId: string): Buffer {
+/** Decrypt and decompress a data or group blob; a failure is reported against chunk idHex. */
+function openSealed(keys: MasterKeys, sealed: Buffer, aad: string, compression: number, rawLength: number, idHex: string, packId: string, changed: string): Buffer {
+  let plain: Buffer;
   try {
-    return decompressChunk(payload, compression, rawLength);
+    plain = open(keys.encryption, sealed, aad);
+  } catch {
+    throw new ChunkIntegrityError(idHex, packId, `authentication failed (${changed})`);
+  }
+  try {
+    return decompressChunk(plain, compression, rawLength);
   } catch (err) {
     throw new ChunkIntegrityError(idHex, packId, /unknown compression/.test((err as Error).message) ? (err as Error).message : 'cannot be decompressed');
   }
@@ -189,13 +190,7 @@ function checkId(keys: MasterKeys, plain: Buffer, blob: PackBlob, idHex: string,
 /** The plaintext of a member's whole group (every member, one after the other). */
 function openGroup(keys: MasterKeys, sealed: Buffer, member: PackBlob, packId: string): Buffer {
   const idHex = member.id.toString('hex');
-  let plain: Buffer;
-  try {
-    plain = open(keys.encryption, sealed, GROUP_AAD);
-  } catch {
-    throw new ChunkIntegrityError(idHex, packId, 'authentication failed (the stored bytes of its group were changed)');
-  }
-  plain = decompress(plain, member.compression, member.groupRaw!, idHex, packId);
+  const plain = openSealed(keys, sealed, GROUP_AAD, member.compression, member.groupRaw!, idHex, packId, 'the stored bytes of its group were changed');
   if (plain.length !== member.groupRaw) throw new ChunkIntegrityError(idHex, packId, 'its group has the wrong size');
   return plain;
 }

@@ -39,7 +39,8 @@ describe('tamper detection', () => {
     // The pack written by the second backup holds only later/new.jpg.
     const second = [...index.packs.values()].find((p) => p.blobs.length === 1)!;
     const file = packFiles(vault.location).find((f) => f.endsWith(second.id))!;
-    flip(file, 100);
+    const blob = second.blobs[0]!;
+    flip(file, blob.offset + Math.floor(blob.length / 2)); // inside the chunk's sealed bytes, not the pack's header
     expect((await verify(vault)).ok).toBe(true); // structure is intact; only reading the data finds it
     const report = await verify(vault, { readData: true });
     expect(report.ok).toBe(false);

@@ -113,7 +113,8 @@ async function storeChunk(data: Buffer, tally: ChunkTally): Promise<void> {
     if (g.used >= GROUP_BYTES) await storeGroup(g);
     return;
   }
-  const { payload, compression } = compressChunk(data);
+  // A file's chunk is compressed at quality 1, whose output decodes ~1.7x faster; pages stay at 0 (compress.ts).
+  const { payload, compression } = compressChunk(data, data.length > GROUP_MEMBER_MAX ? 1 : 0);
   const sealed = sealParts(keys.encryption, payload, BLOB_AAD);
   await writer.add({ id, type: BlobType.Data, compression, rawLength: data.length, sealed });
   maybeCollect(payload.length);

@@ -9,7 +9,6 @@ import type { ChunkResult, SqliteCheckResult } from './pipeline/protocol.js';
 import { checkSqliteSource, copyPathIn, describeCopyError } from './sources/sqlite.js';
 import { connect, describeDatabase, describePgError, findPgTools, parsePostgresUrl, pgEnv, type PgTarget } from './sources/postgres.js';
 import { DEFAULT_EXCLUDES, walkFolder, describeFsError, type WalkedFile } from './sources/folder.js';
-import { decodePackHeader } from './vault/pack.js';
 import { writeIndexFile, type MasterIndex, type PackRecord } from './vault/index-file.js';
 import { VaultLock } from './vault/lock.js';
 import { decodeContent, writeSnapshot, type AuditRecord, type FolderSource, type PostgresSource, type Snapshot, type SnapshotSource, type SqliteSource, type TreeEntry } from './vault/snapshot.js';
@@ -193,15 +192,10 @@ class BackupRun {
   }
 
   private startPool(): EnginePool {
-    const known = Buffer.allocUnsafe(this.index.byId.size * 32);
-    let o = 0;
-    for (const hex of this.index.byId.keys()) o += known.write(hex, o, 'hex');
     const pool = new EnginePool(this.vault.location, this.vault.keys, this.vault.config, {
-      knownIds: known.subarray(0, o),
+      knownIds: new Uint8Array(this.index.ids()),
       onEvent: (ev) => {
-        const rec: PackRecord = { id: ev.id, blobs: decodePackHeader(Buffer.from(ev.header)) };
-        this.index.add(rec);
-        this.written.push(rec);
+        this.written.push(this.index.addPack(ev.id, Buffer.from(ev.header)));
         this.stats.bytesStored += ev.size;
         this.stats.packsWritten++;
       },
@@ -491,6 +485,6 @@ function unchanged(prev: TreeEntry | undefined, f: WalkedFile, index: MasterInde
   if (prev.size !== f.size || prev.mtimeMs !== f.mtimeMs) return undefined;
   if (prev.ino !== undefined && f.ino !== 0 && prev.ino !== f.ino) return undefined;
   const ids = decodeContent(prev.content);
-  if (!ids.every((id) => index.has(id.toString('hex')))) return undefined;
+  if (!ids.every((id) => index.has(id))) return undefined;
   return prev.content;
 }

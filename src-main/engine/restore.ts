@@ -207,9 +207,8 @@ export async function restore(vault: Vault, snapshot: Snapshot, opts: RestoreOpt
         seg = undefined;
       };
       for (const id of decodeContent(it.entry.content)) {
-        const hex = id.toString('hex');
-        const entry = index.get(hex);
-        if (!entry) throw new ChunkIntegrityError(hex, '(none)', 'is not in any pack (missing from the vault)');
+        const entry = index.get(id);
+        if (!entry) throw new ChunkIntegrityError(id.toString('hex'), '(none)', 'is not in any pack (missing from the vault)');
         seg ??= { blobs: [], packs: [], start: fileOffset, raw: 0 };
         seg.blobs.push(entry.blob);
         seg.packs.push(entry.pack);

@@ -180,7 +180,7 @@ async function checkFile(vault: Vault, index: Awaited<ReturnType<Vault['loadInde
   try {
     let offset = 0;
     for (const id of decodeContent(entry.content)) {
-      const len = index.get(id.toString('hex'))?.blob.rawLength;
+      const len = index.get(id)?.blob.rawLength;
       if (len === undefined) return 'a chunk is missing from the vault index';
       const buf = Buffer.allocUnsafe(len);
       const { bytesRead } = await fh.read(buf, 0, len, offset);

@@ -5,7 +5,6 @@
 import { EnginePool } from './pipeline/pool.js';
 import type { VerifyResult } from './pipeline/protocol.js';
 import type { MasterIndex } from './vault/index-file.js';
-import { encodePackHeader, packContentBytes } from './vault/pack.js';
 import { decodeContent, type SnapshotSource, type TreeEntry } from './vault/snapshot.js';
 import type { SnapshotListing, Vault } from './vault/vault.js';
 
@@ -90,7 +89,7 @@ export async function verify(vault: Vault, opts: VerifyOptions = {}): Promise<Ve
   const missing = new Set<string>();
   await forEachEntry((_s, _src, e) => {
     for (const id of decodeContent(e.content)) {
-      const entry = index.get(id.toString('hex'));
+      const entry = index.get(id);
       if (entry) needed.add(entry.pack);
       else missing.add(id.toString('hex'));
     }
@@ -139,7 +138,7 @@ export async function verify(vault: Vault, opts: VerifyOptions = {}): Promise<Ve
       }
       // Workers read each pack whole, check its checksum and header, and authenticate every chunk in it.
       reads.push(
-        pool.run<VerifyResult>({ kind: 'verify', packId, blobs: encodePackHeader(rec.blobs) }).then((r) => {
+        pool.run<VerifyResult>({ kind: 'verify', packId, blobs: new Uint8Array(rec.header) }).then((r) => {
           bytesRead += r.bytes;
           chunksChecked += r.chunks;
           if (r.bad.length > 0) markPack(packId, 'some of its contents fail authentication', new Set(r.bad));
@@ -182,8 +181,7 @@ export async function verify(vault: Vault, opts: VerifyOptions = {}): Promise<Ve
 }
 
 function packLength(index: MasterIndex, packId: string): number {
-  const blobs = index.packs.get(packId)?.blobs ?? [];
-  return packContentBytes(blobs);
+  return index.packs.get(packId)?.contentBytes ?? 0;
 }
 
 /** Fill in which snapshots and files need any of the given chunks, for every problem in one pass. */

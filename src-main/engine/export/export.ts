@@ -64,7 +64,7 @@ interface SchemaState {
 /** Read at most 8 MiB of consecutive blobs of one pack at a time, authenticate each chunk, hash and yield it. */
 async function* fileChunks(vault: Vault, index: MasterIndex, display: string, entry: TreeEntry, hash: Hash): AsyncGenerator<Buffer> {
   const list = decodeContent(entry.content).map((id) => {
-    const e = index.get(id.toString('hex'));
+    const e = index.get(id);
     if (!e) throw new DamageError(`${display}: a chunk is missing from the vault, so it cannot be exported. Run "clinicvault verify".`);
     return e;
   });

@@ -12,6 +12,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { FastCdc, FixedCutter, gearTable, type Cutter } from '../chunker/chunkers.js';
 import { compressChunk, compressorsMade } from '../vault/compress.js';
+import { IdTable } from '../vault/id-table.js';
 import { sealParts } from '../vault/crypto.js';
 import type { MasterKeys } from '../vault/keys.js';
 import { BLOB_AAD, BlobOpener, BlobType, ChunkIntegrityError, GROUP_AAD, blobRuns, decodeBlobRefs, decodePackHeader, encodePackHeader, packNameMatches, parsePack, type PackBlob } from '../vault/pack.js';
@@ -25,11 +26,8 @@ const keys: MasterKeys = { encryption: Buffer.from(init.encryptionKey), id: Buff
 const port = parentPort!;
 
 // ---------------------------------------------------------------- backup: chunk, name, dedup, compress, seal, pack
-const known = new Set<string>();
-if (init.knownIds) {
-  const ids = Buffer.from(init.knownIds);
-  for (let o = 0; o < ids.length; o += 32) known.add(ids.toString('hex', o, o + 32));
-}
+/** Chunks the vault holds, and those this run has stored since. */
+const known = IdTable.of(init.knownIds ?? new Uint8Array(0));
 const fileCutter = new FastCdc(gearTable(keys.id), init.cdc.min, init.cdc.avg, init.cdc.max);
 const storage = new LocalStorage(init.location);
 const writer = new PackWriter(
@@ -100,9 +98,7 @@ let groupBuf: Group | undefined;
 async function storeChunk(data: Buffer, tally: ChunkTally): Promise<void> {
   const id = createHmac('sha256', keys.id).update(data).digest();
   tally.ids.push(id);
-  const hex = id.toString('hex');
-  if (known.has(hex)) return;
-  known.add(hex);
+  if (known.add(id) < 0) return;
   tally.chunksNew++;
   tally.bytesNew += data.length;
   const g = tally.group;

@@ -2,7 +2,8 @@
 // The in-memory MasterIndex merges all of them and, if any is damaged or missing, fills the gap from pack headers.
 import { open, seal, sha256 } from './crypto.js';
 import type { MasterKeys } from './keys.js';
-import { decodePackHeader, encodePackHeader, readPackHeader, type PackBlob } from './pack.js';
+import { IdTable } from './id-table.js';
+import { BlobType, decodePackHeader, encodePackHeader, packContentBytes, readPackHeader, type PackBlob } from './pack.js';
 import type { Storage } from './storage.js';
 
 export const INDEX_AAD = 'clinicvault:index:v1';
@@ -18,27 +19,49 @@ export interface PackRecord {
   blobs: PackBlob[];
 }
 
+/** A pack the index lists, kept as its header's entries (FORMAT.md) and decoded when asked: ~42 bytes per chunk
+ * instead of an object per chunk. */
+export class IndexedPack implements PackRecord {
+  private bytes: number | undefined;
+  constructor(
+    readonly id: string,
+    readonly header: Buffer,
+  ) {}
+
+  /** Its chunks, decoded anew on each call: hold on to the list only while it is needed. */
+  get blobs(): PackBlob[] {
+    return decodePackHeader(this.header);
+  }
+
+  /** Bytes of sealed blobs before its header. */
+  get contentBytes(): number {
+    return (this.bytes ??= packContentBytes(this.blobs));
+  }
+}
+
 export function encodeIndex(packs: PackRecord[]): Buffer {
   const parts: Buffer[] = [MAGIC, u32(packs.length)];
   for (const p of packs) {
     parts.push(Buffer.from(p.id, 'hex'));
-    const h = encodePackHeader(p.blobs);
+    const h = p instanceof IndexedPack ? p.header : encodePackHeader(p.blobs);
     // Reuse the pack-header entry layout: u32 length-prefixed "CVP1" block per pack.
     parts.push(u32(h.length), h);
   }
   return Buffer.concat(parts);
 }
 
-export function decodeIndex(buf: Buffer): PackRecord[] {
+/** Each pack an index file lists, with its header's bytes (views into buf, checked when added to an index). */
+function indexedPacks(buf: Buffer): Array<{ id: string; header: Buffer }> {
   if (!buf.subarray(0, 4).equals(MAGIC)) throw new Error('bad index magic');
   const n = buf.readUInt32LE(4);
   let o = 8;
-  const packs: PackRecord[] = [];
+  const packs: Array<{ id: string; header: Buffer }> = [];
   for (let i = 0; i < n; i++) {
+    if (o + 36 > buf.length) throw new Error('index is truncated');
     const id = buf.subarray(o, o + 32).toString('hex');
     const len = buf.readUInt32LE(o + 32);
-    const blobs = decodePackHeader(buf.subarray(o + 36, o + 36 + len));
-    packs.push({ id, blobs });
+    if (o + 36 + len > buf.length) throw new Error('index is truncated');
+    packs.push({ id, header: buf.subarray(o + 36, o + 36 + len) });
     o += 36 + len;
   }
   if (o !== buf.length) throw new Error('trailing bytes in index');
@@ -64,28 +87,61 @@ export interface IndexProblem {
   message: string;
 }
 
+/** Where each chunk is, for every pack the vault's index files list: the first pack listed for a chunk is the one
+ * read. Chunks are kept in flat columns keyed by an IdTable; entry objects are made when asked for. */
 export class MasterIndex {
-  readonly byId = new Map<string, IndexEntry>();
-  readonly packs = new Map<string, PackRecord>();
+  readonly packs = new Map<string, IndexedPack>();
   readonly problems: IndexProblem[] = [];
   /** Packs present in storage that no index file lists (a backup died before writing its index). */
   readonly recoveredPacks: string[] = [];
+  private readonly packIds: string[] = [];
+  private readonly table = new IdTable(4096);
+  private cols = new Columns(4096);
 
-  add(pack: PackRecord): void {
-    if (this.packs.has(pack.id)) return;
-    this.packs.set(pack.id, pack);
-    for (const blob of pack.blobs) {
-      const key = blob.id.toString('hex');
-      if (!this.byId.has(key)) this.byId.set(key, { pack: pack.id, blob });
+  /** List a pack (its header's entries, checked here); a pack listed already is kept as it was. */
+  addPack(id: string, header: Buffer): IndexedPack {
+    const known = this.packs.get(id);
+    if (known) return known;
+    const blobs = decodePackHeader(header);
+    const rec = new IndexedPack(id, header);
+    const packNo = this.packIds.push(id) - 1;
+    this.packs.set(id, rec);
+    for (const b of blobs) {
+      const e = this.table.add(b.id);
+      if (e < 0) continue;
+      if (e >= this.cols.capacity) this.cols = this.cols.grown();
+      this.cols.set(e, packNo, b);
     }
+    return rec;
   }
 
-  has(idHex: string): boolean {
-    return this.byId.has(idHex);
+  add(pack: PackRecord): IndexedPack {
+    return this.addPack(pack.id, pack instanceof IndexedPack ? pack.header : encodePackHeader(pack.blobs));
   }
 
-  get(idHex: string): IndexEntry | undefined {
-    return this.byId.get(idHex);
+  /** How many distinct chunks. */
+  get size(): number {
+    return this.table.size;
+  }
+
+  has(id: Buffer | string): boolean {
+    return this.entryOf(id) >= 0;
+  }
+
+  get(id: Buffer | string): IndexEntry | undefined {
+    const e = this.entryOf(id);
+    if (e < 0) return undefined;
+    return { pack: this.packIds[this.cols.pack[e]!]!, blob: this.cols.blob(e, this.table.id(e)) };
+  }
+
+  /** Every chunk id so far, 32 bytes each, end to end (a view: copy it to keep or send it). */
+  ids(): Buffer {
+    return this.table.all();
+  }
+
+  private entryOf(id: Buffer | string): number {
+    const buf = typeof id === 'string' ? Buffer.from(id, 'hex') : id;
+    return buf.length === 32 ? this.table.find(buf) : -1;
   }
 
   static async load(storage: Storage, keys: MasterKeys, opts: { recoverOrphans?: boolean } = {}): Promise<MasterIndex> {
@@ -94,7 +150,7 @@ export class MasterIndex {
       try {
         const sealed = await storage.read('index', name);
         if (sha256(sealed).toString('hex') !== name) throw new Error('file content does not match its name');
-        for (const p of decodeIndex(open(keys.encryption, sealed, INDEX_AAD))) idx.add(p);
+        for (const p of indexedPacks(open(keys.encryption, sealed, INDEX_AAD))) idx.addPack(p.id, p.header);
       } catch (err) {
         idx.problems.push({ file: name, kind: 'index', message: `index file ${name.slice(0, 12)} is damaged: ${(err as Error).message}` });
       }
@@ -113,5 +169,54 @@ export class MasterIndex {
       }
     }
     return idx;
+  }
+}
+
+/** The fields of each chunk's PackBlob, one typed array per field. */
+class Columns {
+  readonly pack: Uint32Array;
+  readonly type: Uint8Array;
+  readonly compression: Uint8Array;
+  readonly offset: Uint32Array;
+  readonly length: Uint32Array;
+  readonly rawLength: Uint32Array;
+  readonly inner: Uint32Array;
+  readonly groupRaw: Uint32Array;
+
+  constructor(readonly capacity: number) {
+    this.pack = new Uint32Array(capacity);
+    this.type = new Uint8Array(capacity);
+    this.compression = new Uint8Array(capacity);
+    this.offset = new Uint32Array(capacity);
+    this.length = new Uint32Array(capacity);
+    this.rawLength = new Uint32Array(capacity);
+    this.inner = new Uint32Array(capacity);
+    this.groupRaw = new Uint32Array(capacity);
+  }
+
+  grown(): Columns {
+    const c = new Columns(this.capacity * 2);
+    for (const k of ['pack', 'type', 'compression', 'offset', 'length', 'rawLength', 'inner', 'groupRaw'] as const) c[k].set(this[k]);
+    return c;
+  }
+
+  set(e: number, pack: number, b: PackBlob): void {
+    this.pack[e] = pack;
+    this.type[e] = b.type;
+    this.compression[e] = b.compression;
+    this.offset[e] = b.offset;
+    this.length[e] = b.length;
+    this.rawLength[e] = b.rawLength;
+    this.inner[e] = b.inner ?? 0;
+    this.groupRaw[e] = b.groupRaw ?? 0;
+  }
+
+  blob(e: number, id: Buffer): PackBlob {
+    const b: PackBlob = { id, type: this.type[e]!, compression: this.compression[e]!, offset: this.offset[e]!, length: this.length[e]!, rawLength: this.rawLength[e]! };
+    if (b.type === BlobType.Member) {
+      b.inner = this.inner[e]!;
+      b.groupRaw = this.groupRaw[e]!;
+    }
+    return b;
   }
 }

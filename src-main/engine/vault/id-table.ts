@@ -1,0 +1,93 @@
+// A set of 32-byte chunk ids in flat memory, for the index and the workers' "already stored" check. As the keys of a
+// Map, a chunk id costs ~250 bytes (a 64-character hex string, a Buffer, the entry); here it costs 32 bytes plus two
+// 4-byte slots of an open-addressing table (decision 0014). Ids are keyed HMACs, so their first four bytes are
+// already a uniform hash.
+const ID = 32;
+
+export class IdTable {
+  private ids: Buffer;
+  private slots: Int32Array;
+  private count = 0;
+
+  constructor(capacity = 1024) {
+    this.ids = Buffer.allocUnsafeSlow(Math.max(16, capacity) * ID);
+    this.slots = new Int32Array(slotsFor(Math.max(16, capacity)));
+  }
+
+  /** A table holding the ids laid end to end in `flat` (32 bytes each); repeats are kept once. */
+  static of(flat: Uint8Array): IdTable {
+    const buf = Buffer.from(flat.buffer, flat.byteOffset, flat.byteLength);
+    const t = new IdTable(buf.length / ID);
+    for (let o = 0; o + ID <= buf.length; o += ID) t.add(buf, o);
+    return t;
+  }
+
+  get size(): number {
+    return this.count;
+  }
+
+  /** The entry number of the id at `buf[at..at+32]`, or -1. */
+  find(buf: Uint8Array, at = 0): number {
+    const slots = this.slots;
+    const mask = slots.length - 1;
+    const b = asBuffer(buf);
+    let s = b.readUInt32LE(at) & mask;
+    for (;;) {
+      const e = slots[s]! - 1;
+      if (e < 0) return -1;
+      if (this.ids.compare(b, at, at + ID, e * ID, e * ID + ID) === 0) return e;
+      s = (s + 1) & mask;
+    }
+  }
+
+  has(buf: Uint8Array, at = 0): boolean {
+    return this.find(buf, at) >= 0;
+  }
+
+  /** Add the id at `buf[at..at+32]`: its new entry number, or -1 when it was already there. Entries are numbered
+   * 0, 1, 2, ... in the order they were added. */
+  add(buf: Uint8Array, at = 0): number {
+    if (this.find(buf, at) >= 0) return -1;
+    if ((this.count + 1) * ID > this.ids.length) this.grow();
+    const e = this.count++;
+    asBuffer(buf).copy(this.ids, e * ID, at, at + ID);
+    this.place(e);
+    return e;
+  }
+
+  /** The id of entry e (a view: valid for good, never to be written to). */
+  id(e: number): Buffer {
+    return this.ids.subarray(e * ID, e * ID + ID);
+  }
+
+  /** Every id, in entry order, laid end to end (a view). */
+  all(): Buffer {
+    return this.ids.subarray(0, this.count * ID);
+  }
+
+  private place(e: number): void {
+    const slots = this.slots;
+    const mask = slots.length - 1;
+    let s = this.ids.readUInt32LE(e * ID) & mask;
+    while (slots[s] !== 0) s = (s + 1) & mask;
+    slots[s] = e + 1;
+  }
+
+  private grow(): void {
+    const cap = (this.ids.length / ID) * 2;
+    const ids = Buffer.allocUnsafeSlow(cap * ID);
+    this.ids.copy(ids, 0, 0, this.count * ID);
+    this.ids = ids;
+    this.slots = new Int32Array(slotsFor(cap));
+    for (let e = 0; e < this.count; e++) this.place(e);
+  }
+}
+
+/** A power of two at least twice the capacity: probes stay short (load factor at most 1/2). */
+function slotsFor(capacity: number): number {
+  return 2 ** Math.ceil(Math.log2(capacity * 2));
+}
+
+function asBuffer(b: Uint8Array): Buffer {
+  return Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+}

@@ -51,17 +51,21 @@ const short = (id: string): string => id.slice(0, 8);
 
 export async function verify(vault: Vault, opts: VerifyOptions = {}): Promise<VerifyReport> {
   const t0 = performance.now();
+  const readData = !!opts.readData || !!opts.subset;
+  // The workers start first: they boot while this thread loads the index, and they read packs while it walks the
+  // backups' file lists (~0.4 s of the bench vault's 4 s verify were spent before the first read).
+  const pool = readData ? new EnginePool(vault.location, vault.keys, vault.config) : undefined;
+  opts.signal?.addEventListener('abort', () => void pool?.close(), { once: true });
+  try {
+    return await verifyWith(vault, opts, pool, t0);
+  } finally {
+    await pool?.close();
+  }
+}
+
+async function verifyWith(vault: Vault, opts: VerifyOptions, pool: EnginePool | undefined, t0: number): Promise<VerifyReport> {
   const problems: Problem[] = [];
   const index = await vault.loadIndex();
-  // The list without file lists; each backup's files are read one backup at a time (memory stays flat however
-  // many backups the vault keeps).
-  const { snapshots, damaged } = await vault.listSnapshots({ entries: false });
-  const forEachEntry = async (fn: (s: SnapshotListing, src: SnapshotSource, e: TreeEntry) => void): Promise<void> => {
-    for (const s of snapshots) {
-      const full: SnapshotListing = { id: s.id, snapshot: await vault.readSnapshot(s.id) };
-      for (const src of full.snapshot.sources) for (const e of src.entries) fn(full, src, e);
-    }
-  };
   // Problems whose affected backups and files are filled in at the end, in one more pass over the backups.
   const toAnnotate: Array<{ problem: Problem; chunks: Set<string> }> = [];
   const withAffects = (problem: Problem, chunks: Set<string>): Problem => {
@@ -80,11 +84,77 @@ export async function verify(vault: Vault, opts: VerifyOptions = {}): Promise<Ve
       affectedFiles: [],
     });
   }
+  const packProblems: Problem[] = [];
+  const markPack = (packId: string, why: string, chunks?: Set<string>): void => {
+    const all = new Set((index.packs.get(packId)?.blobs ?? []).map((b) => b.id.toString('hex')));
+    const part = chunks && chunks.size < all.size ? ` (${chunks.size} of ${all.size} chunks cannot be read)` : '';
+    packProblems.push(withAffects({ kind: 'pack', file: packId, message: `pack ${packId.slice(0, 12)} is damaged: ${why}${part}`, affectedSnapshots: [], affectedFiles: [] }, chunks ?? all));
+  };
+
+  // 1. Every listed pack on the drive at its full size; with readData, its reading is queued at once.
+  const storedPacks = new Set(await vault.storage.list('data'));
+  const inSubset = (packId: string): boolean => !opts.subset || Number.parseInt(packId.slice(0, 8), 16) % opts.subset.of === opts.subset.group;
+  const packIds = [...index.packs.keys()];
+  const sizes = await Promise.all(packIds.map((id) => (storedPacks.has(id) ? vault.storage.size('data', id) : -1)));
+  const bytesTotal = pool ? packIds.filter(inSubset).reduce((a, id) => a + packLength(index, id), 0) : 0;
+  const progress: VerifyProgress = { packsDone: 0, packsTotal: packIds.length, bytesDone: 0, bytesTotal };
+  let chunksChecked = 0;
+  let bytesRead = 0;
+  const absent: string[] = [];
+  const reads: Array<Promise<void>> = [];
+  packIds.forEach((packId, i) => {
+    opts.signal?.throwIfAborted();
+    const size = sizes[i]!;
+    if (size < 0) {
+      absent.push(packId);
+      return;
+    }
+    const minSize = packLength(index, packId) + 4;
+    if (size < minSize) {
+      markPack(packId, `the file is truncated (${size} bytes, at least ${minSize} expected)`);
+      return;
+    }
+    if (!pool || !inSubset(packId)) {
+      progress.packsDone++;
+      opts.onProgress?.({ ...progress });
+      return;
+    }
+    // Workers read each pack whole, check its checksum and header, and authenticate every chunk in it.
+    reads.push(
+      pool.run<VerifyResult>({ kind: 'verify', packId, blobs: new Uint8Array(index.packs.get(packId)!.header) }).then((r) => {
+        bytesRead += r.bytes;
+        chunksChecked += r.chunks;
+        if (r.bad.length > 0) markPack(packId, 'some of its contents fail authentication', new Set(r.bad));
+        else if (!r.hashOk || !r.headerOk) {
+          packProblems.push({
+            kind: 'pack',
+            file: packId,
+            message: `pack ${packId.slice(0, 12)} is damaged: ${r.headerOk ? 'its checksum does not match' : 'its header cannot be read'}, although every chunk in it still reads correctly; no backup is affected`,
+            affectedSnapshots: [],
+            affectedFiles: [],
+          });
+        }
+        progress.bytesDone += r.bytes;
+        progress.packsDone++;
+        opts.onProgress?.({ ...progress });
+      }),
+    );
+  });
+  const readsDone = Promise.allSettled(reads);
+
+  // 2. Meanwhile: which packs hold data that backups need, and is every needed chunk indexed? The list is kept
+  // without file lists; each backup's files are read one backup at a time (memory stays flat however many
+  // backups the vault keeps).
+  const { snapshots, damaged } = await vault.listSnapshots({ entries: false });
+  const forEachEntry = async (fn: (s: SnapshotListing, src: SnapshotSource, e: TreeEntry) => void): Promise<void> => {
+    for (const s of snapshots) {
+      const full: SnapshotListing = { id: s.id, snapshot: await vault.readSnapshot(s.id) };
+      for (const src of full.snapshot.sources) for (const e of src.entries) fn(full, src, e);
+    }
+  };
   for (const d of damaged) {
     problems.push({ kind: 'snapshot', file: d.id, message: `${d.message}. That backup cannot be restored; other backups are not affected by this.`, affectedSnapshots: [d.id], affectedFiles: [] });
   }
-
-  // Which packs hold data that snapshots need, and is every needed chunk indexed?
   const needed = new Set<string>();
   const missing = new Set<string>();
   await forEachEntry((_s, _src, e) => {
@@ -97,78 +167,18 @@ export async function verify(vault: Vault, opts: VerifyOptions = {}): Promise<Ve
   if (missing.size > 0) {
     problems.push(withAffects({ kind: 'missing', message: `${missing.size} chunk(s) that backups need are not in the vault`, affectedSnapshots: [], affectedFiles: [] }, missing));
   }
+  for (const packId of absent) if (needed.has(packId)) markPack(packId, 'the file is missing from the drive');
 
-  const storedPacks = new Set(await vault.storage.list('data'));
-  const badChunks = new Map<string, Set<string>>();
-  const markPack = (packId: string, why: string, chunks?: Set<string>): void => {
-    const all = new Set((index.packs.get(packId)?.blobs ?? []).map((b) => b.id.toString('hex')));
-    badChunks.set(packId, chunks ?? all);
-    const part = chunks && chunks.size < all.size ? ` (${chunks.size} of ${all.size} chunks cannot be read)` : '';
-    problems.push(withAffects({ kind: 'pack', file: packId, message: `pack ${packId.slice(0, 12)} is damaged: ${why}${part}`, affectedSnapshots: [], affectedFiles: [] }, chunks ?? all));
-  };
-
-  const readData = !!opts.readData || !!opts.subset;
-  const inSubset = (packId: string): boolean => !opts.subset || Number.parseInt(packId.slice(0, 8), 16) % opts.subset.of === opts.subset.group;
-  const packIds = [...index.packs.keys()];
-  const bytesTotal = readData ? packIds.filter(inSubset).reduce((a, id) => a + packLength(index, id), 0) : 0;
-  const progress: VerifyProgress = { packsDone: 0, packsTotal: packIds.length, bytesDone: 0, bytesTotal };
-  let chunksChecked = 0;
-  let bytesRead = 0;
-  const pool = readData ? new EnginePool(vault.location, vault.keys, vault.config) : undefined;
-  opts.signal?.addEventListener('abort', () => void pool?.close(), { once: true });
-  try {
-    const reads: Array<Promise<void>> = [];
-    for (const packId of packIds) {
-      opts.signal?.throwIfAborted();
-      const rec = index.packs.get(packId)!;
-      if (!storedPacks.has(packId)) {
-        if (needed.has(packId)) markPack(packId, 'the file is missing from the drive');
-        continue;
-      }
-      const size = await vault.storage.size('data', packId);
-      const minSize = packLength(index, packId) + 4;
-      if (size < minSize) {
-        markPack(packId, `the file is truncated (${size} bytes, at least ${minSize} expected)`);
-        continue;
-      }
-      if (!pool || !inSubset(packId)) {
-        progress.packsDone++;
-        opts.onProgress?.({ ...progress });
-        continue;
-      }
-      // Workers read each pack whole, check its checksum and header, and authenticate every chunk in it.
-      reads.push(
-        pool.run<VerifyResult>({ kind: 'verify', packId, blobs: new Uint8Array(rec.header) }).then((r) => {
-          bytesRead += r.bytes;
-          chunksChecked += r.chunks;
-          if (r.bad.length > 0) markPack(packId, 'some of its contents fail authentication', new Set(r.bad));
-          else if (!r.hashOk || !r.headerOk) {
-            problems.push({
-              kind: 'pack',
-              file: packId,
-              message: `pack ${packId.slice(0, 12)} is damaged: ${r.headerOk ? 'its checksum does not match' : 'its header cannot be read'}, although every chunk in it still reads correctly; no backup is affected`,
-              affectedSnapshots: [],
-              affectedFiles: [],
-            });
-          }
-          progress.bytesDone += r.bytes;
-          progress.packsDone++;
-          opts.onProgress?.({ ...progress });
-        }),
-      );
-    }
-    const settled = await Promise.allSettled(reads);
-    opts.signal?.throwIfAborted();
-    const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failed) throw failed.reason;
-  } finally {
-    await pool?.close();
-  }
+  const settled = await readsDone;
+  opts.signal?.throwIfAborted();
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+  problems.push(...packProblems);
   if (toAnnotate.length > 0) await annotate(toAnnotate, snapshots, forEachEntry);
   const unreferencedPacks = [...storedPacks].filter((p) => !index.packs.has(p)).length;
   return {
     ok: problems.length === 0,
-    readData,
+    readData: !!pool,
     subset: opts.subset ? { ...opts.subset, packsRead: packIds.filter((id) => storedPacks.has(id) && inSubset(id)).length } : undefined,
     snapshots: snapshots.length,
     packs: index.packs.size,

@@ -9,6 +9,7 @@ import { ClinicVaultError, ExitCode, UsageError, formatBytes } from '../engine/e
 import type { PruneResult } from '../engine/prune.js';
 import { spaceReport } from '../engine/space.js';
 import { parsePostgresUrl } from '../engine/sources/postgres.js';
+import { startSqliteCopy, type EarlySqliteCopy } from '../engine/sources/sqlite.js';
 import { Inventory, appDataDir } from '../engine/inventory/inventory.js';
 import { Vault } from '../engine/vault/vault.js';
 import { checkNewPassphrase, makePassphraseSlot, makeRecoverySlot, readSlots, unlock, writeSlot, generateRecoveryKey } from '../engine/vault/keys.js';
@@ -151,7 +152,19 @@ export function buildProgram(): Command {
       .option('--exclude <pattern>', 'exclude files matching this pattern (repeatable; replaces the defaults)', collect, [])
       .option('--json', 'machine-readable output'),
   ).action(async (o: VaultFlags & { sqlite: string[]; postgres: string[]; pgRolePasswords?: boolean; folder: string[]; label?: string; tag: string[]; exclude: string[] }) => {
-    const vault = await openVault(o);
+    await Vault.readConfig(o.vault);
+    const secret = await openingSecret(o);
+    const tmpDir = path.join(appDataDir(), 'tmp');
+    // The databases' consistent copies are made while the passphrase unlocks the vault (scrypt, ~0.25 s).
+    const sqliteCopies: EarlySqliteCopy[] = [];
+    let vault: Vault;
+    try {
+      for (const f of o.sqlite) sqliteCopies.push(await startSqliteCopy(path.resolve(f), tmpDir));
+      vault = await Vault.open(o.vault, secret);
+    } catch (e) {
+      for (const c of sqliteCopies) await c.cleanup().catch(() => undefined);
+      throw e;
+    }
     const bar = progressBar(!o.json, 'Backing up');
     const tags = [...o.tag, ...(o.label ? [o.label] : [])];
     for (const t of tags) if (!/^[\w.:-]{1,64}$/.test(t)) throw new UsageError(`Tag "${t}" may contain only letters, digits and . _ : - (at most 64).`);
@@ -163,7 +176,8 @@ export function buildProgram(): Command {
         folders: o.folder,
         tags,
         excludes: o.exclude.length ? o.exclude : undefined,
-        tmpDir: path.join(appDataDir(), 'tmp'),
+        tmpDir,
+        sqliteCopies,
         appVersion: appVersion(),
         log: (m) => err(m),
         onProgress: (p) => bar.update(p.bytesDone, p.bytesTotal, { done: p.filesDone, total: p.filesTotal }),

@@ -6,7 +6,7 @@ import { sqliteChunkSize } from './chunker/chunkers.js';
 import { ClinicVaultError, DriveFullError, UsageError, formatBytes, isNoSpace } from './errors.js';
 import { EnginePool, JobFailed } from './pipeline/pool.js';
 import type { ChunkResult, SqliteCheckResult } from './pipeline/protocol.js';
-import { checkSqliteSource, copyPathIn, describeCopyError } from './sources/sqlite.js';
+import { checkSqliteSource, copyPathIn, describeCopyError, type EarlySqliteCopy } from './sources/sqlite.js';
 import { connect, describeDatabase, describePgError, findPgTools, parsePostgresUrl, pgEnv, type PgTarget } from './sources/postgres.js';
 import { DEFAULT_EXCLUDES, walkFolder, describeFsError, type WalkedFile } from './sources/folder.js';
 import { writeIndexFile, type MasterIndex, type PackRecord } from './vault/index-file.js';
@@ -33,6 +33,9 @@ export interface BackupOptions {
   tags?: string[];
   excludes?: string[];
   tmpDir?: string;
+  /** Consistent copies of `sqlite` databases already started (startSqliteCopy, with the same resolved path). The backup
+   * uses them instead of making its own, and removes every one of them when it ends. */
+  sqliteCopies?: EarlySqliteCopy[];
   host?: string;
   appVersion: string;
   /** Audit entries to carry inside the snapshot, so the history survives the loss of the PC. */
@@ -78,6 +81,14 @@ function validateLabels(sources: Array<{ label: string; path: string }>): void {
 }
 
 export async function backup(vault: Vault, opts: BackupOptions): Promise<BackupResult> {
+  try {
+    return await backupWith(vault, opts);
+  } finally {
+    for (const c of opts.sqliteCopies ?? []) await c.cleanup().catch(() => undefined);
+  }
+}
+
+async function backupWith(vault: Vault, opts: BackupOptions): Promise<BackupResult> {
   const sqlite = (opts.sqlite ?? []).map((p) => path.resolve(p));
   const folders = (opts.folders ?? []).map((p) => path.resolve(p));
   const postgres = (opts.postgres ?? []).map((u) => parsePostgresUrl(u));
@@ -261,10 +272,20 @@ class BackupRun {
     const pool = (this.pool = this.startPool());
     const copies = [];
     for (const db of sqlite) {
-      await checkSqliteSource(db);
-      const { copyPath, cleanup } = await copyPathIn(tmpDir);
-      this.cleanups.push(cleanup);
-      const made: Promise<Settled<{ pageSize: number; size: number }>> = pool.run<{ pageSize: number; size: number }>({ kind: 'sqlite-copy', source: db, path: copyPath }).then(
+      const early = this.opts.sqliteCopies?.find((c) => c.source === db);
+      let copyPath: string;
+      let making: Promise<{ pageSize: number; size: number }>;
+      if (early) {
+        copyPath = early.copyPath;
+        making = early.made;
+      } else {
+        await checkSqliteSource(db);
+        const p = await copyPathIn(tmpDir);
+        this.cleanups.push(p.cleanup);
+        copyPath = p.copyPath;
+        making = pool.run<{ pageSize: number; size: number }>({ kind: 'sqlite-copy', source: db, path: copyPath });
+      }
+      const made: Promise<Settled<{ pageSize: number; size: number }>> = making.then(
         (value) => {
           this.progress.bytesTotal += value.size;
           return { ok: true as const, value };

@@ -17,7 +17,14 @@ function setup(): { work: string; vault: string; env: NodeJS.ProcessEnv; recover
   makeMedia(media, 1, 2);
   makeClinicDb(db, 50);
   expect(cli(['backup', '--vault', vault, '--sqlite', db, '--folder', media, '--label', 'nightly'], env).code).toBe(0);
+  expect(copiesLeft(work)).toEqual([]);
   return { work, vault, env, recovery, media, db };
+}
+
+/** The database copies a backup makes (in the app's tmp folder) that are still there. */
+function copiesLeft(work: string): string[] {
+  const tmp = path.join(work, 'home', 'tmp');
+  return fs.existsSync(tmp) ? fs.readdirSync(tmp).filter((f) => f.startsWith('sqlite-copy-')) : [];
 }
 
 describe('clinicvault CLI', () => {
@@ -27,6 +34,10 @@ describe('clinicvault CLI', () => {
     expect(wrong.code).toBe(3);
     expect(wrong.stderr).toMatch(/Wrong passphrase/);
     expect(wrong.stderr).not.toMatch(/at .*\.js/); // no stack trace
+    // A backup copies its databases while the passphrase is checked: refused, it leaves no copy behind.
+    const wrongBackup = cli(['backup', '--vault', vault, '--sqlite', path.join(work, 'clinic.sqlite')], { ...env, CLINICVAULT_PASSPHRASE: 'not the passphrase' });
+    expect(wrongBackup.code).toBe(3);
+    expect(copiesLeft(work)).toEqual([]);
 
     const otherKey = path.join(work, 'other.key');
     const other = cli(['init', '--vault', path.join(work, 'other'), '--json'], env);

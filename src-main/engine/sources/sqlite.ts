@@ -99,6 +99,27 @@ export async function copySqliteTo(source: string, copyPath: string): Promise<{ 
   return { pageSize: readPageSize(h), size: (await fsp.stat(copyPath)).size };
 }
 
+/** A consistent copy being made before the backup itself starts (see startSqliteCopy). */
+export interface EarlySqliteCopy {
+  source: string;
+  copyPath: string;
+  made: Promise<{ pageSize: number; size: number }>;
+  cleanup: () => Promise<void>;
+}
+
+/** Start a consistent copy of `source` now, on this thread: a caller that must still unlock the vault (scrypt runs on
+ * libuv's threads, ~0.25 s) has the copy, ~0.2 s for 200 MB, made meanwhile. The backup that is given it takes it
+ * over, and removes it when it ends, whatever happens. Throws at once (UsageError) if the file is not a database. */
+export async function startSqliteCopy(source: string, tmpDir: string): Promise<EarlySqliteCopy> {
+  await checkSqliteSource(source);
+  const { copyPath, cleanup } = await copyPathIn(tmpDir);
+  const made = copySqliteTo(source, copyPath);
+  made.catch(() => undefined);
+  return { source, copyPath, made, cleanup: () => made.then(noop, noop).then(cleanup) };
+}
+
+function noop(): void {}
+
 export function describeCopyError(source: string, err: unknown): ClinicVaultError {
   if (err instanceof ClinicVaultError) return err;
   return new ClinicVaultError(`Could not make a consistent copy of the database ${source}: ${(err as Error).message}`, undefined, { cause: err });

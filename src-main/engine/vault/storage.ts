@@ -35,15 +35,17 @@ async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
-/** Write data to file via temp + fsync + rename + dir fsync. */
-export async function writeFileAtomic(file: string, data: Uint8Array | readonly Uint8Array[], opts: { exclusive?: boolean } = {}): Promise<void> {
+/** Write data to file via temp + fsync + rename + dir fsync. Without `durable`, no fsync: the file still appears
+ * whole or not at all to other processes, but may be lost (or left empty) by a power cut. */
+export async function writeFileAtomic(file: string, data: Uint8Array | readonly Uint8Array[], opts: { exclusive?: boolean; durable?: boolean } = {}): Promise<void> {
+  const durable = opts.durable ?? true;
   const dir = path.dirname(file);
   const tmp = path.join(dir, `${TMP_PREFIX}${randomBytes(8).toString('hex')}`);
   const fh = await fsp.open(tmp, 'wx', 0o600);
   try {
     try {
       await writeAll(fh, data instanceof Uint8Array ? [data] : data);
-      await fh.sync();
+      if (durable) await fh.sync();
     } finally {
       await fh.close();
     }
@@ -53,7 +55,7 @@ export async function writeFileAtomic(file: string, data: Uint8Array | readonly 
     } else {
       await fsp.rename(tmp, file);
     }
-    await fsyncDir(dir);
+    if (durable) await fsyncDir(dir);
   } catch (err) {
     await fsp.rm(tmp, { force: true }).catch(() => undefined);
     throw err;
@@ -154,8 +156,10 @@ export class LocalStorage implements Storage {
   async write(kind: FileKind, name: string, data: Uint8Array | readonly Uint8Array[]): Promise<void> {
     const file = this.filePath(kind, name);
     if (kind !== 'config') await fsp.mkdir(path.dirname(file), { recursive: true });
-    // Content-addressed files are never replaced: same name means same bytes.
-    await writeFileAtomic(file, data, { exclusive: kind !== 'config' && kind !== 'locks' && kind !== 'obsolete' }).catch((err) => {
+    // Content-addressed files are never replaced: same name means same bytes. A lock need not survive a power cut
+    // (a lost or empty lock file is no lock, and an unreadable one is cleared as stale), and its fsync waited for
+    // the journal to take the database copy just written beside the vault: 0.2 s of every backup on one disk.
+    await writeFileAtomic(file, data, { exclusive: kind !== 'config' && kind !== 'locks' && kind !== 'obsolete', durable: kind !== 'locks' }).catch((err) => {
       if ((err as NodeJS.ErrnoException).code === 'EEXIST') return;
       throw err;
     });

@@ -262,10 +262,16 @@ async function commandJob(job: CommandJob): Promise<ChunkResult> {
 const packFds = new Map<string, number>();
 let packBuf: Buffer | undefined;
 
-/** The worker's one buffer for pack bytes (restore runs, whole packs in verify), grown when a read needs more:
- * opening a chunk copies it out, and fresh memory for every read cost the kernel a page fault per 4 KiB. */
+/** The worker's one buffer for pack bytes (restore runs of up to 8 MiB, whole packs in verify), grown in steps of
+ * 8 MiB when a read needs more: opening a chunk copies it out, and fresh memory for every read cost the kernel a
+ * page fault per 4 KiB. The outgrown buffer is collected at once, not left to wait for a full collection. */
 function packBuffer(size: number): Buffer {
-  if (!packBuf || packBuf.length < size) packBuf = Buffer.allocUnsafeSlow(Math.max(size, 24 * 1024 * 1024));
+  if (!packBuf || packBuf.length < size) {
+    const step = 8 * 1024 * 1024;
+    packBuf = undefined;
+    collectGarbage?.();
+    packBuf = Buffer.allocUnsafeSlow(Math.ceil(size / step) * step);
+  }
   return packBuf.subarray(0, size);
 }
 

@@ -61,8 +61,8 @@ export async function copyPathIn(tmpDir: string): Promise<{ copyPath: string; cl
   };
 }
 
-/** The consistent copy itself (the backup runs it on a worker thread). One step copies every page under one read
- * transaction, so the copy is a committed state of the database. */
+/** The consistent copy itself (on a worker thread, or on the CLI's main thread while it unlocks the vault). One
+ * step copies every page under one read transaction, so the copy is a committed state of the database. */
 export async function copySqliteTo(source: string, copyPath: string): Promise<{ pageSize: number; size: number }> {
   const src = new Database(source, { readonly: true, fileMustExist: true, timeout: 30_000 });
   try {
@@ -86,8 +86,9 @@ export async function copySqliteTo(source: string, copyPath: string): Promise<{ 
     src.close();
   }
   await fsp.chmod(copyPath, 0o600);
-  // Written to disk now, while the vault is still being unlocked: on ext4 the next fsync of any file (the
-  // inventory's audit row, the vault's lock) otherwise waited ~0.2 s for these 200 MB, with both cores idle.
+  // Written to disk now (the CLI makes the copy while the vault is being unlocked): on ext4 the next fsync of any
+  // file on this disk (the inventory's audit row, the vault's lock) otherwise waited ~0.2 s for these 200 MB, with
+  // both cores idle (decision 0016).
   const written = await fsp.open(copyPath, 'r+');
   try {
     await written.datasync();

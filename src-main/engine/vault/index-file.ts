@@ -3,7 +3,7 @@
 import { open, seal, sha256 } from './crypto.js';
 import type { MasterKeys } from './keys.js';
 import { IdTable } from './id-table.js';
-import { BlobType, decodePackHeader, encodePackHeader, packContentBytes, readPackHeader, type PackBlob } from './pack.js';
+import { BlobType, decodePackHeader, encodePackHeader, packContentBytes, readPackHeader, walkPackHeader, type PackBlob } from './pack.js';
 import type { Storage } from './storage.js';
 
 export const INDEX_AAD = 'clinicvault:index:v1';
@@ -102,16 +102,24 @@ export class MasterIndex {
   addPack(id: string, header: Buffer): IndexedPack {
     const known = this.packs.get(id);
     if (known) return known;
-    const blobs = decodePackHeader(header);
+    walkPackHeader(header); // the whole header is checked before any of it is listed
     const rec = new IndexedPack(id, header);
     const packNo = this.packIds.push(id) - 1;
     this.packs.set(id, rec);
-    for (const b of blobs) {
-      const e = this.table.add(b.id);
-      if (e < 0) continue;
+    walkPackHeader(header, (type, compression, offset, length, rawLength, idAt, inner, groupRaw) => {
+      const e = this.table.add(header, idAt);
+      if (e < 0) return;
       if (e >= this.cols.capacity) this.cols = this.cols.grown();
-      this.cols.set(e, packNo, b);
-    }
+      const c = this.cols;
+      c.pack[e] = packNo;
+      c.type[e] = type;
+      c.compression[e] = compression;
+      c.offset[e] = offset;
+      c.length[e] = length;
+      c.rawLength[e] = rawLength;
+      c.inner[e] = inner;
+      c.groupRaw[e] = groupRaw;
+    });
     return rec;
   }
 
@@ -198,17 +206,6 @@ class Columns {
     const c = new Columns(this.capacity * 2);
     for (const k of ['pack', 'type', 'compression', 'offset', 'length', 'rawLength', 'inner', 'groupRaw'] as const) c[k].set(this[k]);
     return c;
-  }
-
-  set(e: number, pack: number, b: PackBlob): void {
-    this.pack[e] = pack;
-    this.type[e] = b.type;
-    this.compression[e] = b.compression;
-    this.offset[e] = b.offset;
-    this.length[e] = b.length;
-    this.rawLength[e] = b.rawLength;
-    this.inner[e] = b.inner ?? 0;
-    this.groupRaw[e] = b.groupRaw ?? 0;
   }
 
   blob(e: number, id: Buffer): PackBlob {

@@ -74,10 +74,29 @@ export function encodePackHeader(blobs: PackBlob[]): Buffer {
 }
 
 export function decodePackHeader(buf: Buffer): PackBlob[] {
+  const blobs: PackBlob[] = [];
+  walkPackHeader(buf, (type, compression, offset, length, rawLength, idAt, inner, groupRaw) => {
+    const b: PackBlob = { id: Buffer.from(buf.subarray(idAt, idAt + 32)), type, compression, offset, length, rawLength };
+    if (type === BlobType.Member) {
+      b.inner = inner;
+      b.groupRaw = groupRaw;
+    }
+    blobs.push(b);
+  });
+  return blobs;
+}
+
+/** What decodePackHeader reads, entry by entry, without making objects: for each chunk its fields as a PackBlob
+ * has them, and where its id is in buf (inner and groupRaw are 0 outside a group). Throws on a malformed header,
+ * possibly after some chunks were visited; returns how many chunks there are. */
+export function walkPackHeader(
+  buf: Buffer,
+  visit?: (type: number, compression: number, offset: number, length: number, rawLength: number, idAt: number, inner: number, groupRaw: number) => void,
+): number {
   if (buf.length < 8 || !buf.subarray(0, 4).equals(HEADER_MAGIC)) throw new Error('bad pack header magic');
   const n = buf.readUInt32LE(4);
   if (buf.length !== 8 + n * ENTRY_BYTES) throw new Error('bad pack header length');
-  const blobs: PackBlob[] = [];
+  let chunks = 0;
   let o = 8;
   let offset = 0;
   let group: { offset: number; length: number; compression: number; raw: number; inner: number; members: number } | undefined;
@@ -90,23 +109,25 @@ export function decodePackHeader(buf: Buffer): PackBlob[] {
     const compression = buf.readUInt8(o + 1);
     const length = buf.readUInt32LE(o + 2);
     const rawLength = buf.readUInt32LE(o + 6);
-    const id = () => Buffer.from(buf.subarray(o + 10, o + 42));
     if (type === BlobType.Member) {
       if (!group || length !== 0) throw new Error('bad pack header: a group member outside a group');
-      blobs.push({ id: id(), type, compression: group.compression, offset: group.offset, length: group.length, rawLength, inner: group.inner, groupRaw: group.raw });
+      visit?.(type, group.compression, group.offset, group.length, rawLength, o + 10, group.inner, group.raw);
+      chunks++;
       group.inner += rawLength;
       group.members++;
     } else {
       closeGroup();
       if (type === BlobType.Group) group = { offset, length, compression, raw: rawLength, inner: 0, members: 0 };
-      else if (type === BlobType.Data) blobs.push({ id: id(), type, compression, offset, length, rawLength });
-      else throw new Error(`bad pack header: unknown blob type ${type}`);
+      else if (type === BlobType.Data) {
+        visit?.(type, compression, offset, length, rawLength, o + 10, 0, 0);
+        chunks++;
+      } else throw new Error(`bad pack header: unknown blob type ${type}`);
       offset += length;
     }
     o += ENTRY_BYTES;
   }
   closeGroup();
-  return blobs;
+  return chunks;
 }
 
 /** Bytes of sealed blobs in a pack with this list (each group counted once): where its header starts. */

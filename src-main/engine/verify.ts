@@ -160,8 +160,8 @@ async function verifyWith(vault: Vault, opts: VerifyOptions, pool: EnginePool | 
   const missing = new Set<string>();
   await forEachEntry((_s, _src, e) => {
     for (const id of decodeContent(e.content)) {
-      const entry = index.get(id);
-      if (entry) needed.add(entry.pack);
+      const pack = index.packOf(id);
+      if (pack) needed.add(pack);
       else missing.add(id.toString('hex'));
     }
   });

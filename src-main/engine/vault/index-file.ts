@@ -142,6 +142,12 @@ export class MasterIndex {
     return { pack: this.packIds[this.cols.pack[e]!]!, blob: this.cols.blob(e, this.table.id(e)) };
   }
 
+  /** The pack that holds the chunk, without making its entry (verify asks this of every chunk of every backup). */
+  packOf(id: Buffer): string | undefined {
+    const e = this.entryOf(id);
+    return e < 0 ? undefined : this.packIds[this.cols.pack[e]!];
+  }
+
   /** Every chunk id so far, 32 bytes each, end to end (a view: copy it to keep or send it). */
   ids(): Buffer {
     return this.table.all();

@@ -312,8 +312,8 @@ class BackupRun {
     for (const d of dbJobs) d.catch(() => undefined);
     // 2. Walk folders and compare with the parent snapshot to know how much must be read.
     // Only the parent of each folder is needed in full; the list itself is kept without file lists.
-    const { snapshots } = await this.vault.listSnapshots({ entries: false });
-    const fullParents = new Map<string, Snapshot>();
+    const { snapshots, latestFull } = await this.vault.listSnapshots({ entries: false });
+    const fullParents = new Map<string, Snapshot>(latestFull ? [[latestFull.id, latestFull.snapshot]] : []);
     let parentId: string | null = null;
     const walks = [];
     for (const dir of folders) {

@@ -174,6 +174,17 @@ async function ensureDir(root: string, segments: string[]): Promise<string> {
 }
 
 export async function restore(vault: Vault, snapshot: Snapshot, opts: RestoreOptions): Promise<RestoreResult> {
+  // The workers boot first (~0.1 s of CPU each): they start while this thread plans, checks the target and loads the
+  // index, instead of after it.
+  const pool = new EnginePool(vault.location, vault.keys, vault.config);
+  try {
+    return await restoreWith(vault, snapshot, opts, pool);
+  } finally {
+    await pool.close();
+  }
+}
+
+async function restoreWith(vault: Vault, snapshot: Snapshot, opts: RestoreOptions, pool: EnginePool): Promise<RestoreResult> {
   const plan = planRestore(snapshot, opts.include);
   await fsp.mkdir(opts.target, { recursive: true });
   const target = await fsp.realpath(opts.target);
@@ -193,16 +204,8 @@ export async function restore(vault: Vault, snapshot: Snapshot, opts: RestoreOpt
     }
   }
 
-  // The workers boot while this thread loads the index.
-  const pool = new EnginePool(vault.location, vault.keys, vault.config);
   opts.signal?.addEventListener('abort', () => void pool.close(), { once: true });
-  let index: MasterIndex;
-  try {
-    index = opts.index ?? (await vault.loadIndex());
-  } catch (err) {
-    await pool.close();
-    throw err;
-  }
+  const index = opts.index ?? (await vault.loadIndex());
   const progress: RestoreProgress = { filesDone: 0, filesTotal: files.length, bytesDone: 0, bytesTotal: files.reduce((a, f) => a + f.entry.size, 0) };
   const result: RestoreResult = { target, files: 0, bytes: 0, failed: [], databases: [] };
   let lastEmit = 0;
@@ -324,7 +327,6 @@ export async function restore(vault: Vault, snapshot: Snapshot, opts: RestoreOpt
       await fsp.utimes(path.join(target, ...d.segments), when, when).catch(() => undefined);
     }
   } finally {
-    await pool.close();
     emit(true);
   }
   return result;

@@ -5,7 +5,7 @@
 import { EnginePool } from './pipeline/pool.js';
 import type { VerifyResult } from './pipeline/protocol.js';
 import type { MasterIndex } from './vault/index-file.js';
-import { decodeContent, type SnapshotSource, type TreeEntry } from './vault/snapshot.js';
+import { ID_BYTES, decodeContent, type SnapshotSource, type TreeEntry } from './vault/snapshot.js';
 import type { SnapshotListing, Vault } from './vault/vault.js';
 
 export interface VerifyProgress {
@@ -146,7 +146,18 @@ async function verifyWith(vault: Vault, opts: VerifyOptions, pool: EnginePool | 
   // 2. Meanwhile: which packs hold data that backups need, and is every needed chunk indexed? The list is kept
   // without file lists; each backup's files are read one backup at a time (memory stays flat however many
   // backups the vault keeps).
-  const { snapshots, damaged } = await vault.listSnapshots({ entries: false });
+  // Each backup's chunks are looked up as it is listed (reading every backup once, not twice); a backup that a
+  // rewrite superseded is left out afterwards, as the listing leaves it out.
+  const perSnapshot = new Map<string, { needed: Set<string>; missing: Set<string> }>();
+  const { snapshots, damaged, superseded } = await vault.listSnapshots({
+    entries: false,
+    each: (s) => {
+      const found = { needed: new Set<string>(), missing: new Set<string>() };
+      for (const src of s.snapshot.sources) for (const e of src.entries) lookUpContent(index, e.content, found.needed, found.missing);
+      perSnapshot.set(s.id, found);
+    },
+  });
+  for (const id of superseded) perSnapshot.delete(id);
   const forEachEntry = async (fn: (s: SnapshotListing, src: SnapshotSource, e: TreeEntry) => void): Promise<void> => {
     for (const s of snapshots) {
       const full: SnapshotListing = { id: s.id, snapshot: await vault.readSnapshot(s.id) };
@@ -158,13 +169,10 @@ async function verifyWith(vault: Vault, opts: VerifyOptions, pool: EnginePool | 
   }
   const needed = new Set<string>();
   const missing = new Set<string>();
-  await forEachEntry((_s, _src, e) => {
-    for (const id of decodeContent(e.content)) {
-      const pack = index.packOf(id);
-      if (pack) needed.add(pack);
-      else missing.add(id.toString('hex'));
-    }
-  });
+  for (const found of perSnapshot.values()) {
+    for (const p of found.needed) needed.add(p);
+    for (const id of found.missing) missing.add(id);
+  }
   if (missing.size > 0) {
     problems.push(withAffects({ kind: 'missing', message: `${missing.size} chunk(s) that backups need are not in the vault`, affectedSnapshots: [], affectedFiles: [] }, missing));
   }
@@ -189,6 +197,18 @@ async function verifyWith(vault: Vault, opts: VerifyOptions, pool: EnginePool | 
     problems,
     durationMs: Math.round(performance.now() - t0),
   };
+}
+
+/** Add the packs holding a file's chunks to `needed`, and the chunks no pack holds to `missing` (hex). */
+function lookUpContent(index: MasterIndex, content: string | undefined, needed: Set<string>, missing: Set<string>): void {
+  if (!content) return;
+  const ids = Buffer.from(content, 'base64');
+  if (ids.length % ID_BYTES !== 0) throw new Error('malformed chunk list');
+  for (let at = 0; at < ids.length; at += ID_BYTES) {
+    const pack = index.packOf(ids, at);
+    if (pack) needed.add(pack);
+    else missing.add(ids.toString('hex', at, at + ID_BYTES));
+  }
 }
 
 function packLength(index: MasterIndex, packId: string): number {

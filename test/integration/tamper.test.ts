@@ -7,6 +7,7 @@ import { Vault } from '../../src-main/engine/vault/vault.js';
 import { backup } from '../../src-main/engine/backup.js';
 import { restore } from '../../src-main/engine/restore.js';
 import { verify } from '../../src-main/engine/verify.js';
+import { writeSnapshot } from '../../src-main/engine/vault/snapshot.js';
 import { hashTree, makeMedia, tempDir, writeFile } from '../helpers/clinic.js';
 import { cli, cliEnv, PASS } from '../helpers/cli.js';
 
@@ -99,6 +100,36 @@ describe('tamper detection', () => {
       expect(report.ok, `offset ${off}`).toBe(false);
       fs.writeFileSync(file, original);
     }
+    expect((await verify(vault, { readData: true })).ok).toBe(true);
+  });
+
+  it('a pack gone from the drive: verify names it and what needs it; a backup that a rewrite superseded does not count', async () => {
+    const { vault, snaps } = await twoPackVault();
+    const index = await vault.loadIndex();
+    const second = [...index.packs.values()].find((p) => p.blobs.length === 1)!;
+    const file = packFiles(vault.location).find((f) => f.endsWith(second.id))!;
+    const kept = fs.readFileSync(file);
+    fs.rmSync(file);
+    const report = await verify(vault);
+    expect(report.ok).toBe(false);
+    expect(report.problems).toHaveLength(1);
+    expect(report.problems[0]!.message).toContain(`pack ${second.id.slice(0, 12)} is damaged: the file is missing from the drive`);
+    expect(report.problems[0]!.affectedSnapshots).toEqual([snaps[1]]);
+    expect(report.problems[0]!.affectedFiles).toEqual(['media/later/new.jpg']);
+
+    // An interrupted rewrite (erase) left the original second backup beside its rewrite, which no longer has the
+    // file: only the rewrite counts, so nothing that is needed is missing.
+    const original = await vault.readSnapshot(snaps[1]!);
+    const rewrite = {
+      ...original,
+      rewrittenFrom: snaps[1]!,
+      sources: original.sources.map((src) => ({ ...src, entries: src.entries.filter((e) => !e.path.startsWith('later')) })),
+    };
+    await writeSnapshot(vault.storage, vault.keys, rewrite);
+    const after = await verify(vault);
+    expect(after.problems).toEqual([]);
+    expect(after.snapshots).toBe(2);
+    fs.writeFileSync(file, kept);
     expect((await verify(vault, { readData: true })).ok).toBe(true);
   });
 });

@@ -142,9 +142,10 @@ export class MasterIndex {
     return { pack: this.packIds[this.cols.pack[e]!]!, blob: this.cols.blob(e, this.table.id(e)) };
   }
 
-  /** The pack that holds the chunk, without making its entry (verify asks this of every chunk of every backup). */
-  packOf(id: Buffer): string | undefined {
-    const e = this.entryOf(id);
+  /** The pack that holds the chunk `id[at..at+32]`, without making its entry (verify asks this of every chunk of
+   * every backup, straight from each file's list of ids). */
+  packOf(id: Buffer, at = 0): string | undefined {
+    const e = at >= 0 && at + 32 <= id.length ? this.table.find(id, at) : -1;
     return e < 0 ? undefined : this.packIds[this.cols.pack[e]!];
   }
 

@@ -177,32 +177,50 @@ export class Vault {
 
   /** All readable snapshots, oldest first; unreadable ones are returned in `damaged`. A snapshot that a rewrite
    * (erase, tag) replaced but that still exists, because the rewrite was interrupted, is left out and named in
-   * `superseded`: the rewrite stands for it. With `entries: false` the sources' file lists are left empty. */
-  async listSnapshots(opts: { entries?: boolean } = {}): Promise<{ snapshots: SnapshotListing[]; damaged: Array<{ id: string; message: string }>; superseded: string[] }> {
+   * `superseded`: the rewrite stands for it. With `entries: false` the sources' file lists are left empty; `each`
+   * still sees every snapshot whole, one at a time as it is read (superseded ones too: check `superseded`), and
+   * `latestFull` is the newest snapshot whole, so that a caller who needs its files does not read it twice. */
+  async listSnapshots(opts: { entries?: boolean; each?: (s: SnapshotListing) => void } = {}): Promise<{
+    snapshots: SnapshotListing[];
+    damaged: Array<{ id: string; message: string }>;
+    superseded: string[];
+    latestFull?: SnapshotListing;
+  }> {
     let snapshots: SnapshotListing[] = [];
     const damaged: Array<{ id: string; message: string }> = [];
+    let latestFull: SnapshotListing | undefined;
     for (const id of await this.storage.list('snapshots')) {
+      let snapshot: Snapshot;
       try {
-        const snapshot = await this.readSnapshot(id);
-        // Without entries a listing is a few KB per backup instead of several MB (a 200 MB database alone lists
-        // 50,000 chunk ids): callers that need the files of one or each backup read it again when they need it.
-        if (opts.entries === false) for (const src of snapshot.sources) src.entries = [];
-        snapshots.push({ id, snapshot });
+        snapshot = await this.readSnapshot(id);
       } catch (err) {
         damaged.push({ id, message: (err as Error).message });
+        continue;
       }
+      const full = { id, snapshot };
+      opts.each?.(full);
+      if (opts.entries !== false) {
+        snapshots.push(full);
+        continue;
+      }
+      // Without entries a listing is a few KB per backup instead of several MB (a 200 MB database alone lists
+      // 50,000 chunk ids): callers that need the files of one or each backup read it again when they need it.
+      snapshots.push({ id, snapshot: { ...snapshot, sources: snapshot.sources.map((src) => ({ ...src, entries: [] })) } });
+      if (!latestFull || newerFirst(full, latestFull) < 0) latestFull = full;
     }
     const replaced = new Set(snapshots.map((s) => s.snapshot.rewrittenFrom).filter((x): x is string => !!x));
     const superseded = snapshots.filter((s) => replaced.has(s.id)).map((s) => s.id);
     snapshots = snapshots.filter((s) => !replaced.has(s.id));
-    snapshots.sort((a, b) => a.snapshot.time.localeCompare(b.snapshot.time) || a.id.localeCompare(b.id));
-    return { snapshots, damaged, superseded };
+    snapshots.sort((a, b) => -newerFirst(a, b));
+    if (opts.entries !== false) latestFull = snapshots[snapshots.length - 1];
+    else if (latestFull && replaced.has(latestFull.id)) latestFull = undefined;
+    return { snapshots, damaged, superseded, latestFull };
   }
 
   /** Resolve "latest", a full id or a unique prefix (at least 4 characters). */
   async resolveSnapshot(ref: string | undefined): Promise<SnapshotListing> {
-    const { snapshots } = await this.listSnapshots({ entries: false });
-    const full = async (s: SnapshotListing): Promise<SnapshotListing> => ({ id: s.id, snapshot: await this.readSnapshot(s.id) });
+    const { snapshots, latestFull } = await this.listSnapshots({ entries: false });
+    const full = async (s: SnapshotListing): Promise<SnapshotListing> => (s.id === latestFull?.id ? latestFull : { id: s.id, snapshot: await this.readSnapshot(s.id) });
     if (snapshots.length === 0) throw new UsageError('This vault has no backups yet.');
     if (!ref || ref === 'latest') return full(snapshots[snapshots.length - 1]!);
     if (!/^[0-9a-f]{4,64}$/.test(ref)) throw new UsageError(`"${ref}" is not a snapshot id. Use "latest" or an id shown by "clinicvault snapshots".`);
@@ -213,4 +231,9 @@ export class Vault {
     if (exists) throw new DamageError(`Snapshot ${ref} exists but is damaged and cannot be read. Run "clinicvault verify" for details.`);
     throw new UsageError(`No snapshot with id ${ref} in this vault. "clinicvault snapshots" lists them.`);
   }
+}
+
+/** Negative when a is newer than b: by time, then by id (the order listSnapshots returns, reversed). */
+function newerFirst(a: SnapshotListing, b: SnapshotListing): number {
+  return b.snapshot.time.localeCompare(a.snapshot.time) || b.id.localeCompare(a.id);
 }

@@ -44,9 +44,10 @@ export class VaultLock {
     const info: LockInfo = { host: os.hostname(), pid: process.pid, created: now, refreshed: now, command };
     const name = `${Date.now().toString(36)}-${randomBytes(6).toString('hex')}.json`;
     await storage.write('locks', name, Buffer.from(JSON.stringify(info)));
-    // Two writers racing: both wrote; the one whose name sorts later backs off.
+    // Two writers racing: both wrote; the one whose name sorts later backs off. Code-unit order, not the locale's:
+    // two computers sharing the drive must agree on which name is first.
     const all = await readLocks(storage);
-    const first = all.sort((a, b) => a.name.localeCompare(b.name))[0];
+    const first = all.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))[0];
     if (first && first.name !== name) {
       await storage.remove('locks', name);
       throw lockedError(first.info);

@@ -61,9 +61,16 @@ export async function copyPathIn(tmpDir: string): Promise<{ copyPath: string; cl
   };
 }
 
-/** The consistent copy itself (on a worker thread, or on the CLI's main thread while it unlocks the vault). One
- * step copies every page under one read transaction, so the copy is a committed state of the database. */
+/** The consistent copy itself (on a worker thread, or on the CLI's main thread while it unlocks the vault), written
+ * to disk before it returns (see writeOut). */
 export async function copySqliteTo(source: string, copyPath: string): Promise<{ pageSize: number; size: number }> {
+  const facts = await makeCopy(source, copyPath);
+  await writeOut(copyPath);
+  return facts;
+}
+
+/** One step copies every page under one read transaction, so the copy is a committed state of the database. */
+async function makeCopy(source: string, copyPath: string): Promise<{ pageSize: number; size: number }> {
   const src = new Database(source, { readonly: true, fileMustExist: true, timeout: 30_000 });
   try {
     if (process.platform !== 'win32' && String(src.pragma('journal_mode', { simple: true })).toLowerCase() !== 'wal') {
@@ -86,15 +93,6 @@ export async function copySqliteTo(source: string, copyPath: string): Promise<{ 
     src.close();
   }
   await fsp.chmod(copyPath, 0o600);
-  // Written to disk now (the CLI makes the copy while the vault is being unlocked): on ext4 the next fsync of any
-  // file on this disk (the inventory's audit row, the vault's lock) otherwise waited ~0.2 s for these 200 MB, with
-  // both cores idle (decision 0016).
-  const written = await fsp.open(copyPath, 'r+');
-  try {
-    await written.datasync();
-  } finally {
-    await written.close();
-  }
   const copy = new Database(copyPath, { fileMustExist: true });
   try {
     // The copy is a private file: keep it in rollback mode so nothing lingers in a -wal beside it.
@@ -106,6 +104,18 @@ export async function copySqliteTo(source: string, copyPath: string): Promise<{ 
   const ch = await fsp.open(copyPath, 'r');
   await ch.read(h, 0, 100, 0).finally(() => ch.close());
   return { pageSize: readPageSize(h), size: (await fsp.stat(copyPath)).size };
+}
+
+/** Put the copy on the disk now (one fdatasync). It needs no durability, it is deleted when the backup ends; but on
+ * ext4 the next fsync of any file on this disk (a pack, the index, the inventory) otherwise waited for its ~200 MB,
+ * ~0.2 s with both cores idle (decision 0016). */
+async function writeOut(copyPath: string): Promise<void> {
+  const written = await fsp.open(copyPath, 'r+');
+  try {
+    await written.datasync();
+  } finally {
+    await written.close();
+  }
 }
 
 /** A consistent copy being made before the backup itself starts (see startSqliteCopy). */
@@ -122,12 +132,14 @@ export interface EarlySqliteCopy {
 export async function startSqliteCopy(source: string, tmpDir: string): Promise<EarlySqliteCopy> {
   await checkSqliteSource(source);
   const { copyPath, cleanup } = await copyPathIn(tmpDir);
-  const made = copySqliteTo(source, copyPath);
+  const made = makeCopy(source, copyPath);
   made.catch(() => undefined);
-  return { source, copyPath, made, cleanup: () => made.then(noop, noop).then(cleanup) };
+  // The backup may read it as soon as it is made; it goes to the disk meanwhile, and is removed only after that.
+  const written = made.then(() => writeOut(copyPath));
+  written.catch(() => undefined);
+  return { source, copyPath, made, cleanup: () => Promise.allSettled([made, written]).then(cleanup) };
 }
 
-function noop(): void {}
 
 export function describeCopyError(source: string, err: unknown): ClinicVaultError {
   if (err instanceof ClinicVaultError) return err;

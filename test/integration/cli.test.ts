@@ -38,6 +38,11 @@ describe('clinicvault CLI', () => {
     const wrongBackup = cli(['backup', '--vault', vault, '--sqlite', path.join(work, 'clinic.sqlite')], { ...env, CLINICVAULT_PASSPHRASE: 'not the passphrase' });
     expect(wrongBackup.code).toBe(3);
     expect(copiesLeft(work)).toEqual([]);
+    // Nor does a tag that is refused.
+    const badTag = cli(['backup', '--vault', vault, '--sqlite', path.join(work, 'clinic.sqlite'), '--tag', 'no spaces please'], env);
+    expect(badTag.code).toBe(2);
+    expect(badTag.stderr).toMatch(/Tag "no spaces please" may contain only/);
+    expect(copiesLeft(work)).toEqual([]);
 
     const otherKey = path.join(work, 'other.key');
     const other = cli(['init', '--vault', path.join(work, 'other'), '--json'], env);

@@ -152,11 +152,14 @@ export function planRestore(snapshot: Snapshot, include: string[] = []): Planned
   return out;
 }
 
-/** mkdir -p below root without following any symlink that is (or appears) inside the target. */
-async function ensureDir(root: string, segments: string[]): Promise<string> {
+/** mkdir -p below root without following any symlink that is (or appears) inside the target. Folders in `seen`
+ * were checked (or made) by this restore already and are not looked at again (another program swapping a folder
+ * for a link while the restore runs was never kept out: a check and the write after it are separate calls). */
+async function ensureDir(root: string, segments: string[], seen: Set<string>): Promise<string> {
   let cur = root;
   for (const s of segments) {
     cur = path.join(cur, s);
+    if (seen.has(cur)) continue;
     let st;
     try {
       st = await fsp.lstat(cur);
@@ -169,6 +172,7 @@ async function ensureDir(root: string, segments: string[]): Promise<string> {
     }
     if (st.isSymbolicLink()) throw new RefusedError(`${cur} is a symbolic link; restore does not write through links. Choose an empty target folder.`);
     if (!st.isDirectory()) throw new RefusedError(`${cur} exists and is not a folder, so nothing can be restored below it.`);
+    seen.add(cur);
   }
   return cur;
 }
@@ -190,7 +194,9 @@ async function restoreWith(vault: Vault, snapshot: Snapshot, opts: RestoreOption
   const target = await fsp.realpath(opts.target);
   const files = plan.filter((p) => p.entry.type === 'file');
 
-  if (!opts.overwrite) {
+  // Files that would be overwritten are refused before anything is written (into an empty folder, none can be:
+  // each file is checked once more just before it is put in place).
+  if (!opts.overwrite && (await fsp.readdir(target)).length > 0) {
     const existing: string[] = [];
     for (const it of files) {
       const p = path.join(target, ...it.segments);
@@ -223,10 +229,16 @@ async function restoreWith(vault: Vault, snapshot: Snapshot, opts: RestoreOption
   const restoreFile = async (it: PlannedItem, dir: string, written: () => void): Promise<void> => {
     const finalPath = path.join(dir, it.segments[it.segments.length - 1]!);
     const tmp = path.join(dir, `.clinicvault-partial-${randomBytes(6).toString('hex')}`);
+    // Held open until the file is finished: its fsync, mode and times go through it (three calls fewer per file;
+    // for 800 small documents this thread's file calls were what the restore waited for).
+    let fh: fsp.FileHandle | undefined;
     try {
-      await (await fsp.open(tmp, 'wx', 0o600)).close();
+      fh = await fsp.open(tmp, 'wx', 0o600);
+      const handle = fh;
       // Split the file into segments of whole chunks; workers write them in place, in parallel.
       const jobs: Array<Promise<{ bytes: number }>> = [];
+      const large = it.entry.size > SEGMENT;
+      const early: Array<Promise<void>> = [];
       let seg: { blobs: PackBlob[]; packs: string[]; start: number; raw: number } | undefined;
       let fileOffset = 0;
       const send = (): void => {
@@ -237,6 +249,10 @@ async function restoreWith(vault: Vault, snapshot: Snapshot, opts: RestoreOption
           pool.run<{ bytes: number }>(job).then((r) => {
             progress.bytesDone += raw;
             emit();
+            // A large file goes to the disk segment by segment: its one fsync at the end had stalled every file
+            // call of this thread (ext4 flushing 200 MB of a database) for ~0.3 s with both cores idle, and the
+            // disk had stood idle until then. Errors here are left to that last fsync.
+            if (large) early.push(syncs.run(() => handle.datasync()).catch(() => undefined));
             return r;
           }),
         );
@@ -257,17 +273,13 @@ async function restoreWith(vault: Vault, snapshot: Snapshot, opts: RestoreOption
       const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failed) throw failed.reason;
       written();
-      await syncs.run(async () => {
-        const fh = await fsp.open(tmp, 'r+');
-        try {
-          await fh.sync();
-        } finally {
-          await fh.close();
-        }
-      });
-      await fsp.chmod(tmp, it.entry.mode & 0o777 || 0o600);
+      await Promise.all(early);
+      await syncs.run(() => handle.sync());
+      await handle.chmod(it.entry.mode & 0o777 || 0o600);
       const when = new Date(it.entry.mtimeMs);
-      await fsp.utimes(tmp, when, when);
+      await handle.utimes(when, when);
+      fh = undefined;
+      await handle.close();
       if (!opts.overwrite && (await fsp.lstat(finalPath).then(() => true, () => false))) {
         throw new RefusedError(`${finalPath} appeared during the restore; it was left as it is.`);
       }
@@ -275,6 +287,7 @@ async function restoreWith(vault: Vault, snapshot: Snapshot, opts: RestoreOption
       result.files++;
       result.bytes += it.entry.size;
     } catch (err) {
+      await fh?.close().catch(() => undefined);
       await fsp.rm(tmp, { force: true }).catch(() => undefined);
       if (isNoSpace(err)) {
         fatal.err ??= new DriveFullError(`The restore target ${target} is full. Free up space or restore to another disk; ${result.files} file(s) were restored so far.`, { cause: err });
@@ -301,15 +314,16 @@ async function restoreWith(vault: Vault, snapshot: Snapshot, opts: RestoreOption
     // Folders first (in order, no links followed), then files with a few being written at once; the workers move
     // on to the next files while written ones are made durable.
     const writing = new Set<Promise<void>>();
+    const seenDirs = new Set<string>();
     const finishing = new Set<Promise<void>>();
     for (const it of plan) {
       opts.signal?.throwIfAborted();
       if (fatal.err) break;
       if (it.entry.type === 'dir') {
-        await ensureDir(target, it.segments);
+        await ensureDir(target, it.segments, seenDirs);
         continue;
       }
-      const dir = await ensureDir(target, it.segments.slice(0, -1));
+      const dir = await ensureDir(target, it.segments.slice(0, -1), seenDirs);
       let written!: () => void;
       const w = new Promise<void>((resolve) => (written = resolve)).then(() => void writing.delete(w));
       writing.add(w);

@@ -160,16 +160,20 @@ async function ensureDir(root: string, segments: string[], seen: Set<string>): P
   for (const s of segments) {
     cur = path.join(cur, s);
     if (seen.has(cur)) continue;
-    let st;
-    try {
-      st = await fsp.lstat(cur);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      await fsp.mkdir(cur).catch((e: NodeJS.ErrnoException) => {
+    // Made here, it is a folder of this restore's own; only one that was there already is looked at (mkdir does
+    // not follow a link that stands in its place: it fails with EEXIST).
+    const made = await fsp.mkdir(cur).then(
+      () => true,
+      (e: NodeJS.ErrnoException) => {
         if (e.code !== 'EEXIST') throw e;
-      });
-      st = await fsp.lstat(cur);
+        return false;
+      },
+    );
+    if (made) {
+      seen.add(cur);
+      continue;
     }
+    const st = await fsp.lstat(cur);
     if (st.isSymbolicLink()) throw new RefusedError(`${cur} is a symbolic link; restore does not write through links. Choose an empty target folder.`);
     if (!st.isDirectory()) throw new RefusedError(`${cur} exists and is not a folder, so nothing can be restored below it.`);
     seen.add(cur);

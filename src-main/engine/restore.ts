@@ -55,7 +55,7 @@ export interface RestoreResult {
 const SEGMENT = 32 * 1024 * 1024;
 /** Files whose contents are being written at once (their segments share the workers). */
 const FILES_IN_FLIGHT = 8;
-/** Written files waiting to be made durable and put in place; they hold no memory, only a file handle at a time. */
+/** Written files waiting to be made durable and put in place; they hold no memory, only a file handle each. */
 const FILES_FINISHING = 64;
 /** fsyncs at once. Node runs them, and every other file call of this thread, on libuv's four threads: with all four
  * in fsync (a 200 MB database takes ~0.2 s), opening the next file waited and both cores stood idle. */

@@ -63,7 +63,8 @@ export interface BackupStats {
   packsWritten: number;
 }
 
-/** Database images are cut by several workers at once, in segments of this size. */
+/** Database images are cut by several workers at once, in segments of this size; each segment's new pages are
+ * grouped on their own, which restore's segments of the same size rely on (restore.ts SEGMENT). */
 const DB_SEGMENT = 32 * 1024 * 1024;
 
 export function sourceLabel(p: string): string {

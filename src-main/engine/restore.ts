@@ -51,7 +51,10 @@ export interface RestoreResult {
   databases: DatabaseCheck[];
 }
 
-/** Large files are restored in segments of about this much, by several workers at once. */
+/** Large files are restored in segments of about this much, by several workers at once. The same as a backup's
+ * database segment (backup.ts): a group holds pages of one such segment only, so one restore job opens each group,
+ * however the pages changed (measured: 840 groups opened for 851 stored, after three days of updates to random rows;
+ * assigning pages to jobs by their group instead of by file position changed nothing). */
 const SEGMENT = 32 * 1024 * 1024;
 /** Files whose contents are being written at once (their segments share the workers). */
 const FILES_IN_FLIGHT = 8;

@@ -7,7 +7,8 @@ import { Vault } from '../../src-main/engine/vault/vault.js';
 import { backup } from '../../src-main/engine/backup.js';
 import { restore } from '../../src-main/engine/restore.js';
 import { verify } from '../../src-main/engine/verify.js';
-import { writeSnapshot } from '../../src-main/engine/vault/snapshot.js';
+import { decodeContent, writeSnapshot } from '../../src-main/engine/vault/snapshot.js';
+import { randomBytes } from 'node:crypto';
 import { hashTree, makeMedia, tempDir, writeFile } from '../helpers/clinic.js';
 import { cli, cliEnv, PASS } from '../helpers/cli.js';
 
@@ -100,6 +101,38 @@ describe('tamper detection', () => {
       expect(report.ok, `offset ${off}`).toBe(false);
       fs.writeFileSync(file, original);
     }
+    expect((await verify(vault, { readData: true })).ok).toBe(true);
+  });
+
+  // verify reads a pack a few MiB at a time: damage far into a large pack must still be found and pinned on exactly
+  // the files whose chunks are there, not on the files read before it.
+  it('damage deep in a large pack names exactly the files whose chunks are there', async () => {
+    const work = tempDir();
+    const media = path.join(work, 'media');
+    for (let i = 0; i < 16; i++) writeFile(path.join(media, `photo_${i}.jpg`), randomBytes(1_400_000 + i * 10_000));
+    const { vault } = await Vault.init(path.join(work, 'vault'), PASS);
+    const { snapshotId } = await backup(vault, { folders: [media], appVersion: 'test' });
+    const index = await vault.loadIndex();
+    const pack = [...index.packs.values()].sort((a, b) => b.blobs.length - a.blobs.length)[0]!;
+    const file = packFiles(vault.location).find((f) => f.endsWith(pack.id))!;
+    const end = Math.max(...pack.blobs.map((b) => b.offset + b.length));
+    expect(end).toBeGreaterThan(9 * 1024 * 1024); // more than two of verify's pieces
+    const snap = await vault.readSnapshot(snapshotId);
+    const filesWith = (ids: Set<string>): string[] =>
+      snap.sources[0]!.entries.filter((e) => decodeContent(e.content).some((id) => ids.has(id.toString('hex')))).map((e) => `media/${e.path}`).sort();
+    const original = fs.readFileSync(file);
+    // One chunk in the middle of the pack and the last one, each flipped in its middle.
+    const byOffset = [...pack.blobs].sort((x, y) => x.offset - y.offset);
+    const hit = [byOffset[Math.floor(byOffset.length / 2)]!, byOffset[byOffset.length - 1]!];
+    expect(hit[0]!.offset).toBeGreaterThan(4 * 1024 * 1024);
+    for (const b of hit) flip(file, b.offset + Math.floor(b.length / 2));
+    const report = await verify(vault, { readData: true });
+    expect(report.ok).toBe(false);
+    const expected = filesWith(new Set(hit.map((b) => b.id.toString('hex'))));
+    expect(expected.length).toBe(2);
+    expect(report.problems.flatMap((p) => p.affectedFiles)).toEqual(expected);
+
+    fs.writeFileSync(file, original);
     expect((await verify(vault, { readData: true })).ok).toBe(true);
   });
 

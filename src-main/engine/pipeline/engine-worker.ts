@@ -3,10 +3,9 @@
 // thread only keeps the books. Jobs run one at a time per worker, in the order they arrive.
 import Database from 'better-sqlite3';
 import { spawn } from 'node:child_process';
-import { createHmac } from 'node:crypto';
+import { createHash, createHmac } from 'node:crypto';
 import * as path from 'node:path';
 import * as fs from 'node:fs';
-import * as fsp from 'node:fs/promises';
 import { parentPort, workerData } from 'node:worker_threads';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -15,7 +14,7 @@ import { compressChunk, compressorsMade } from '../vault/compress.js';
 import { IdTable } from '../vault/id-table.js';
 import { sealParts } from '../vault/crypto.js';
 import type { MasterKeys } from '../vault/keys.js';
-import { BLOB_AAD, BlobOpener, BlobType, ChunkIntegrityError, GROUP_AAD, blobRuns, decodeBlobRefs, decodePackHeader, encodePackHeader, packNameMatches, parsePack, type PackBlob } from '../vault/pack.js';
+import { BLOB_AAD, BlobOpener, BlobType, ChunkIntegrityError, GROUP_AAD, blobRuns, decodeBlobRefs, decodePackHeader, encodePackHeader, packTailMatches, parsePack, type PackBlob } from '../vault/pack.js';
 import { copySqliteTo, integrityCheck, tableCounts } from '../sources/sqlite.js';
 import { LocalStorage } from '../vault/storage.js';
 import { PackWriter } from './pack-writer.js';
@@ -40,13 +39,15 @@ const writer = new PackWriter(
     port.postMessage(ev);
   },
   init.packNaming,
+  () => collectNow(),
 );
 let readBuf: Buffer | undefined;
 
 // Compressor instances and sealed chunks are native memory that V8's heuristics under-count; without help a
 // worker cutting a 200 MB database into 4 KiB pages grows by ~150 MB. A collection of the young generation (where
-// they all are) every few thousand compressor instances, or every 16 MiB sealed or restored, bounds what waits for
-// collection. A full collection did the same for ~0.3 s more of a first backup (5.35-5.98 against 5.11-5.81 s).
+// they all are) every few thousand compressor instances, after each 4 MiB of writes (backup) or 4 MiB of chunks
+// opened (restore, verify), bounds what waits for collection. A full collection did the same for ~0.3 s more of a
+// first backup (5.35-5.98 against 5.11-5.81 s); one every 32 MiB took ~30 MB off its peak for ~1 CPU-s.
 setFlagsFromString('--expose-gc');
 const collectGarbage = runInNewContext('gc') as ((opts?: { type: 'major' | 'minor' }) => void) | undefined;
 
@@ -62,12 +63,23 @@ const collectGarbage = runInNewContext('gc') as ((opts?: { type: 'major' | 'mino
   collectGarbage?.();
 }
 let gcMark = 0;
-let sealedSinceGc = 0;
-function maybeCollect(sealedBytes: number, every = 16 * 1024 * 1024): void {
-  sealedSinceGc += sealedBytes;
-  if (compressorsMade - gcMark < 4000 && sealedSinceGc < every) return;
+let openedSinceGc = 0;
+/** Restore and verify collect after every 4 MiB of chunks opened: each chunk's plaintext (and, compressed, its
+ * decrypted bytes) is garbage as soon as it is written or checked, and with the plaintext counted rather than the
+ * pack bytes read, a run of compressed database groups no longer leaves ~4x its size waiting. */
+const OPENED_PER_GC = 4 * 1024 * 1024;
+function maybeCollect(openedBytes: number): void {
+  openedSinceGc += openedBytes;
+  if (compressorsMade - gcMark < 4000 && openedSinceGc < OPENED_PER_GC) return;
+  collectNow();
+}
+/** A backup collects when its pack writer has seen its writes in flight done (every 4 MiB written): nothing sealed
+ * is then still referenced, so the collection frees it all and moves nothing to the old generation. Collecting on
+ * a byte count instead caught sealed pieces still waiting for their write; they outlived two collections, moved to
+ * the old generation, and waited there for a full collection (every 1 MiB: a first backup peaked at 367-385 MB). */
+function collectNow(): void {
   gcMark = compressorsMade;
-  sealedSinceGc = 0;
+  openedSinceGc = 0;
   collectGarbage?.({ type: 'minor' });
 }
 
@@ -126,7 +138,7 @@ async function storeChunk(data: Buffer, tally: ChunkTally): Promise<void> {
   const { payload, compression } = compressChunk(data, data.length > GROUP_MEMBER_MAX ? 1 : 0);
   const sealed = sealParts(keys.encryption, payload, BLOB_AAD);
   await writer.add({ id, type: BlobType.Data, compression, rawLength: data.length, sealed });
-  maybeCollect(payload.length);
+  maybeCollect(0);
 }
 
 /** Compress and seal the gathered members as one blob. */
@@ -138,7 +150,7 @@ async function storeGroup(g: Group): Promise<void> {
   g.members = [];
   g.used = 0;
   await writer.add({ members, compression, sealed });
-  maybeCollect(payload.length);
+  maybeCollect(0);
 }
 
 /** A tally for one job; a database's job gathers its small new chunks when the vault's format allows it. */
@@ -261,13 +273,15 @@ async function commandJob(job: CommandJob): Promise<ChunkResult> {
 // ---------------------------------------------------------------- restore: read blobs, authenticate, write in place
 const packFds = new Map<string, number>();
 let packBuf: Buffer | undefined;
+/** Pack bytes read at once by restore and verify: a chunk larger than this is read alone. */
+const RUN_BYTES = 4 * 1024 * 1024;
 
 /** The worker's one buffer for pack bytes (restore runs of up to 8 MiB, whole packs in verify), grown in steps of
  * 8 MiB when a read needs more: opening a chunk copies it out, and fresh memory for every read cost the kernel a
  * page fault per 4 KiB. The outgrown buffer is collected at once, not left to wait for a full collection. */
 function packBuffer(size: number): Buffer {
   if (!packBuf || packBuf.length < size) {
-    const step = 8 * 1024 * 1024;
+    const step = 1024 * 1024;
     packBuf = undefined;
     collectGarbage?.();
     packBuf = Buffer.allocUnsafeSlow(Math.ceil(size / step) * step);
@@ -328,7 +342,7 @@ function restoreJob(job: RestoreJob): JobValue {
     pendingBytes = 0;
   };
   try {
-    for (const run of blobRuns(order.map((i) => ({ pack: job.packs[i]!, blob: blobs[i]! })), 8 * 1024 * 1024)) {
+    for (const run of blobRuns(order.map((i) => ({ pack: job.packs[i]!, blob: blobs[i]! })), RUN_BYTES)) {
       const buf = packBuffer(run.end - run.start);
       const fd = packFd(run.pack);
       let got = 0;
@@ -346,8 +360,8 @@ function restoreJob(job: RestoreJob): JobValue {
         if (pending.length === 0) pendingAt = dest[i]!;
         pending.push(plain);
         pendingBytes += plain.length;
+        maybeCollect(plain.length);
       }
-      maybeCollect(run.end - run.start);
     }
     flushOut();
   } finally {
@@ -356,57 +370,98 @@ function restoreJob(job: RestoreJob): JobValue {
   return { bytes: end - job.fileOffset };
 }
 
-// ---------------------------------------------------------------- verify: read a whole pack and check everything
-/** The pack's bytes, in the worker's one pack buffer (valid until the next read). */
-async function readWholePack(packId: string): Promise<Buffer> {
-  const fh = await fsp.open(storage.filePath('data', packId), 'r');
-  try {
-    const { size } = await fh.stat();
-    const buf = packBuffer(size);
-    let got = 0;
-    while (got < size) {
-      const { bytesRead } = await fh.read(buf, got, size - got, got);
-      if (bytesRead === 0) break;
-      got += bytesRead;
-    }
-    return buf.subarray(0, got);
-  } finally {
-    await fh.close();
+// ---------------------------------------------------------------- verify: read a pack piece by piece, check everything
+/** Read len bytes at pos into buf (from 0); returns how many there were (fewer at the end of the file). */
+function readAt(fd: number, buf: Buffer, len: number, pos: number): number {
+  let got = 0;
+  while (got < len) {
+    const n = fs.readSync(fd, buf, got, len - got, pos + got);
+    if (n === 0) break;
+    got += n;
   }
+  return got;
 }
 
-async function verifyJob(job: VerifyJob): Promise<JobValue> {
+/** The SHA-256 of a whole file, read in pieces through the pack buffer. */
+function hashFile(fd: number, size: number): string {
+  const h = createHash('sha256');
+  for (let pos = 0; pos < size; pos += RUN_BYTES) {
+    const n = Math.min(RUN_BYTES, size - pos);
+    const buf = packBuffer(n);
+    const got = readAt(fd, buf, n, pos);
+    h.update(buf.subarray(0, got));
+    if (got < n) break;
+  }
+  return h.digest('hex');
+}
+
+/** Check one pack: every chunk the index places in it opens and has its id, the pack's own header opens, and the
+ * pack's bytes carry its name. The chunks are read in runs of up to RUN_BYTES (a chunk larger than that alone), so a
+ * worker holds a few MiB of a pack, not all of it; the header is read from the end. Reads are synchronous: the
+ * worker has nothing else to do meanwhile. */
+function verifyJob(job: VerifyJob): JobValue {
   const blobs = decodePackHeader(Buffer.from(job.blobs));
-  let bytes: Buffer;
+  const lost = { bytes: 0, hashOk: false, headerOk: false, bad: blobs.map((b) => b.id.toString('hex')), chunks: blobs.length };
+  let fd: number;
   try {
-    bytes = await readWholePack(job.packId);
+    fd = fs.openSync(storage.filePath('data', job.packId), 'r');
   } catch {
     // Unreadable (I/O error, removed meanwhile): every chunk in it is lost.
-    return { bytes: 0, hashOk: false, headerOk: false, bad: blobs.map((b) => b.id.toString('hex')), chunks: blobs.length };
+    return lost;
   }
-  const bad: string[] = [];
-  const opener = new BlobOpener(keys);
-  for (const b of blobs) {
-    try {
-      opener.open(bytes.subarray(b.offset, b.offset + b.length), b, job.packId);
-    } catch (err) {
-      if (!(err instanceof ChunkIntegrityError)) throw err;
-      bad.push(b.id.toString('hex'));
-    }
-  }
-  let own: PackBlob[] | undefined;
   try {
-    own = parsePack(keys, bytes, job.packId);
-  } catch {
-    own = undefined;
+    const { size } = fs.fstatSync(fd);
+    const bad: string[] = [];
+    const opener = new BlobOpener(keys);
+    const list = blobs.map((blob) => ({ pack: job.packId, blob }));
+    list.sort((x, y) => x.blob.offset - y.blob.offset || (x.blob.inner ?? 0) - (y.blob.inner ?? 0));
+    for (const run of blobRuns(list, RUN_BYTES)) {
+      const want = Math.max(0, Math.min(run.end, size) - run.start);
+      const buf = packBuffer(want);
+      const got = want > 0 ? readAt(fd, buf, want, run.start) : 0;
+      for (let k = run.from; k < run.to; k++) {
+        const b = list[k]!.blob;
+        const rel = b.offset - run.start;
+        try {
+          // A chunk past the end of a truncated pack gets fewer bytes than it needs and fails to authenticate.
+          const plain = opener.open(buf.subarray(rel, Math.min(rel + b.length, got)), b, job.packId);
+          maybeCollect(plain.length);
+        } catch (err) {
+          if (!(err instanceof ChunkIntegrityError)) throw err;
+          bad.push(b.id.toString('hex'));
+        }
+      }
+    }
+    // The tail: the sealed header and its length. A format-2 pack is named by the SHA-256 of it; a format-1 pack
+    // (or a damaged one) by that of the whole file, read again.
+    let own: PackBlob[] | undefined;
+    let tail: Buffer | undefined;
+    if (size >= 4) {
+      const last = Buffer.alloc(4);
+      readAt(fd, last, 4, size - 4);
+      const hlen = last.readUInt32LE(0);
+      if (hlen + 4 <= size) {
+        tail = Buffer.alloc(hlen + 4);
+        tail = tail.subarray(0, readAt(fd, tail, hlen + 4, size - 4 - hlen));
+        try {
+          own = parsePack(keys, tail, job.packId);
+        } catch {
+          own = undefined;
+        }
+      }
+    }
+    const headerOk = own !== undefined;
+    const hashOk = (tail !== undefined && packTailMatches(tail, size, job.packId, own)) || hashFile(fd, size) === job.packId;
+    // What the last pieces left behind, young: a minor collection frees it for ~1 ms.
+    collectGarbage?.({ type: 'minor' });
+    return { bytes: size, hashOk, headerOk, bad, chunks: blobs.length };
+  } catch (err) {
+    // An I/O error part-way (the drive went away): nothing in the pack can be vouched for.
+    if (err instanceof Error && 'code' in err) return lost;
+    throw err;
+  } finally {
+    fs.closeSync(fd);
   }
-  const headerOk = own !== undefined;
-  const hashOk = packNameMatches(bytes, job.packId, own);
-  // Each pack leaves its own size in plaintext copies behind, young: a minor collection after each pack frees them
-  // for ~1 ms. Measured on the bench vault (4 runs each): 2.88-2.93 s; with a full collection every 32 MiB
-  // instead, 3.04-3.51 s for the same peak memory.
-  collectGarbage?.({ type: 'minor' });
-  return { bytes: bytes.length, hashOk, headerOk, bad, chunks: blobs.length };
 }
 
 function sqliteCheckJob(path: string, quick: boolean): JobValue {

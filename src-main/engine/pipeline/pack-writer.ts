@@ -65,6 +65,8 @@ export class PackWriter {
     private readonly packSize: number,
     private readonly onWritten: (pack: PackRecord, size: number) => void,
     private readonly naming: PackNaming = 'tail',
+    /** Called when every write started so far is done (every WRITES_IN_FLIGHT bytes): nothing sealed is held. */
+    private readonly afterSettle?: () => void,
   ) {}
 
   async add(blob: SealedBlob | SealedGroup): Promise<void> {
@@ -93,6 +95,7 @@ export class PackWriter {
       p.writes = [];
       p.inFlight = 0;
       await this.settle(writes);
+      this.afterSettle?.();
     }
     if (p.offset >= this.packSize) await this.flush();
   }

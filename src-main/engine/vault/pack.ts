@@ -311,3 +311,10 @@ export function packNameMatches(bytes: Buffer, packId: string, blobs: PackBlob[]
   }
   return sha256(bytes).toString('hex') === packId;
 }
+
+/** Whether a format-2 pack carries its name, from its tail alone (the sealed header and its length, the last bytes
+ * of a pack of `size` bytes): the SHA-256 of the tail, with the blobs its header lists filling exactly the space
+ * before it. False says only that the whole file must be hashed (format 1, or damage). */
+export function packTailMatches(tail: Buffer, size: number, packId: string, blobs: PackBlob[] | undefined): boolean {
+  return blobs !== undefined && tail.length >= 4 && size - tail.length === packContentBytes(blobs) && sha256(tail).toString('hex') === packId;
+}

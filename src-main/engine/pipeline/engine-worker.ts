@@ -167,10 +167,14 @@ async function tallyResult(t: ChunkTally): Promise<ChunkResult> {
   return { ids: out, bytesRead: t.bytesRead, chunksNew: t.chunksNew, bytesNew: t.bytesNew };
 }
 
+/** The worker's one read buffer, as much of it as this cutter needs: twice its largest chunk (16 MiB for files), at
+ * least 4 MiB (a database's pages, a dump). Only the part a job reads into becomes resident memory, so a worker that
+ * chunks database segments and files no larger than ~5 MB holds ~5 MB of it, not 16 (measured: the first backup's
+ * peak ~20 MB lower; reading 32 MiB segments 4 MiB at a time instead of 16 changed nothing measurable). */
 function readBuffer(cutter: Cutter): Buffer {
-  const size = Math.max(16 * 1024 * 1024, cutter.max * 2);
+  const size = Math.max(4 * 1024 * 1024, cutter.max * 2);
   if (!readBuf || readBuf.length < size) readBuf = Buffer.allocUnsafeSlow(size);
-  return readBuf;
+  return readBuf.subarray(0, size);
 }
 
 async function chunkJob(job: ChunkJob): Promise<ChunkResult> {

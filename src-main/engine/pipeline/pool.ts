@@ -6,6 +6,7 @@ import type { MasterKeys } from '../vault/keys.js';
 import { formatFeatures, type VaultConfig } from '../vault/vault.js';
 import type { JobError, JobReply, JobValue, WorkerEvent, WorkerInit, WorkerJob } from './protocol.js';
 import { workerScript } from './worker-script.js';
+import { reassertYoungGeneration } from './young-generation.js';
 
 export class JobFailed extends Error {
   readonly code: string | undefined;
@@ -85,6 +86,8 @@ export class EnginePool {
       worker.on('exit', (code) => {
         if (code !== 0 || slot.running.size > 0) this.fail(new Error(`an engine worker stopped unexpectedly (exit code ${code})`));
       });
+      // Making the worker's heap puts V8's semi-space growth factor back to at least 2 (young-generation.ts).
+      worker.once('online', reassertYoungGeneration);
       this.slots.push(slot);
     }
   }

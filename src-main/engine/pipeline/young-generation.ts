@@ -1,0 +1,20 @@
+// The main thread's young generation. It only keeps the books (the workers touch the bytes), yet V8 grows its
+// semi-spaces to 16-32 MB, which stay resident. V8 reads --semi-space-growth-factor each time it would grow them, so
+// a factor of 1 keeps them at their initial size; but making another isolate's heap (a Worker's, as it starts) puts
+// the factor back to at least 2 (measured on Node 20: a script's new space grew to 32 MB after a worker with
+// resource limits started, and stayed at 2 MB when the flag was set again after it had). The entry point chooses
+// (holdYoungGeneration); the pool sets it again as each of its workers comes online.
+import { setFlagsFromString } from 'node:v8';
+
+let held = false;
+
+/** Keep this process's young generation at its initial size from now on (bin/clinicvault.js calls it first). */
+export function holdYoungGeneration(): void {
+  held = true;
+  setFlagsFromString('--semi-space-growth-factor=1');
+}
+
+/** Set the flag again if it was chosen: after a worker has started, which resets it. */
+export function reassertYoungGeneration(): void {
+  if (held) setFlagsFromString('--semi-space-growth-factor=1');
+}

@@ -411,13 +411,13 @@ function hashFile(fd: number, size: number): string {
  * worker has nothing else to do meanwhile. */
 function verifyJob(job: VerifyJob): JobValue {
   const blobs = decodePackHeader(Buffer.from(job.blobs));
-  const lost = { bytes: 0, hashOk: false, headerOk: false, bad: blobs.map((b) => b.id.toString('hex')), chunks: blobs.length };
+  const lost = (): JobValue => ({ bytes: 0, hashOk: false, headerOk: false, bad: blobs.map((b) => b.id.toString('hex')), chunks: blobs.length });
   let fd: number;
   try {
     fd = fs.openSync(storage.filePath('data', job.packId), 'r');
   } catch {
     // Unreadable (I/O error, removed meanwhile): every chunk in it is lost.
-    return lost;
+    return lost();
   }
   try {
     const { size } = fs.fstatSync(fd);
@@ -467,7 +467,7 @@ function verifyJob(job: VerifyJob): JobValue {
     return { bytes: size, hashOk, headerOk, bad, chunks: blobs.length };
   } catch (err) {
     // An I/O error part-way (the drive went away): nothing in the pack can be vouched for.
-    if (err instanceof Error && 'code' in err) return lost;
+    if (err instanceof Error && 'code' in err) return lost();
     throw err;
   } finally {
     fs.closeSync(fd);

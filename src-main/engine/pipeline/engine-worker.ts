@@ -280,9 +280,10 @@ let packBuf: Buffer | undefined;
 /** Pack bytes read at once by restore and verify: a chunk larger than this is read alone. */
 const RUN_BYTES = 4 * 1024 * 1024;
 
-/** The worker's one buffer for pack bytes (restore runs of up to 8 MiB, whole packs in verify), grown in steps of
- * 8 MiB when a read needs more: opening a chunk copies it out, and fresh memory for every read cost the kernel a
- * page fault per 4 KiB. The outgrown buffer is collected at once, not left to wait for a full collection. */
+/** The worker's one buffer for pack bytes (runs of up to RUN_BYTES in restore and verify, a larger chunk alone),
+ * grown in steps of 1 MiB when a read needs more: opening a chunk copies it out, and fresh memory for every read
+ * cost the kernel a page fault per 4 KiB. The outgrown buffer is collected at once, not left to wait for a full
+ * collection. */
 function packBuffer(size: number): Buffer {
   if (!packBuf || packBuf.length < size) {
     const step = 1024 * 1024;

@@ -307,7 +307,7 @@ export function decodeBlobRefs(ids: Uint8Array, meta: number[]): PackBlob[] {
 export function packNameMatches(bytes: Buffer, packId: string, blobs: PackBlob[] | undefined): boolean {
   if (bytes.length >= 4) {
     const tailStart = bytes.length - 4 - bytes.readUInt32LE(bytes.length - 4);
-    if (blobs && tailStart >= 0 && tailStart === packContentBytes(blobs) && sha256(bytes.subarray(tailStart)).toString('hex') === packId) return true;
+    if (tailStart >= 0 && packTailMatches(bytes.subarray(tailStart), bytes.length, packId, blobs)) return true;
   }
   return sha256(bytes).toString('hex') === packId;
 }

@@ -6,9 +6,9 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { EnginePool, JobFailed } from './pipeline/pool.js';
 import type { RestoreJob, SqliteCheckResult } from './pipeline/protocol.js';
-import { ChunkIntegrityError, encodeBlobRefs, type PackBlob } from './vault/pack.js';
+import { ChunkIntegrityError } from './vault/pack.js';
 import { RefusedError, UsageError, isNoSpace, DriveFullError } from './errors.js';
-import { decodeContent, type Snapshot, type TreeEntry } from './vault/snapshot.js';
+import { contentIds, type Snapshot, type TreeEntry } from './vault/snapshot.js';
 import type { Vault } from './vault/vault.js';
 import type { MasterIndex } from './vault/index-file.js';
 
@@ -242,16 +242,27 @@ async function restoreWith(vault: Vault, snapshot: Snapshot, opts: RestoreOption
     try {
       fh = await fsp.open(tmp, 'wx', 0o600);
       const handle = fh;
-      // Split the file into segments of whole chunks; workers write them in place, in parallel.
+      // Split the file into segments of whole chunks; workers write them in place, in parallel. The chunks are
+      // looked up as entry numbers and sent as flat arrays (index.refs): no object per chunk on this thread.
+      const flat = contentIds(it.entry.content);
+      const entries = new Int32Array(flat.length / 32);
+      for (let k = 0; k < entries.length; k++) {
+        const e = index.locate(flat, k * 32);
+        if (e < 0) throw new ChunkIntegrityError(flat.subarray(k * 32, k * 32 + 32).toString('hex'), '(none)', 'is not in any pack (missing from the vault)');
+        entries[k] = e;
+      }
       const jobs: Array<Promise<{ bytes: number }>> = [];
       const large = it.entry.size > SEGMENT;
       const early: Array<Promise<void>> = [];
-      let seg: { blobs: PackBlob[]; packs: string[]; start: number; raw: number } | undefined;
+      let from = 0;
       let fileOffset = 0;
-      const send = (): void => {
-        if (!seg || seg.blobs.length === 0) return;
-        const job: RestoreJob = { kind: 'restore', path: tmp, fileOffset: seg.start, ...encodeBlobRefs(seg.blobs), packs: seg.packs };
-        const raw = seg.raw;
+      let segStart = 0;
+      const send = (to: number): void => {
+        if (to === from) return;
+        const job: RestoreJob = { kind: 'restore', path: tmp, fileOffset: segStart, ...index.refs(entries, from, to) };
+        const raw = fileOffset - segStart;
+        from = to;
+        segStart = fileOffset;
         jobs.push(
           pool.run<{ bytes: number }>(job).then((r) => {
             progress.bytesDone += raw;
@@ -263,19 +274,12 @@ async function restoreWith(vault: Vault, snapshot: Snapshot, opts: RestoreOption
             return r;
           }),
         );
-        seg = undefined;
       };
-      for (const id of decodeContent(it.entry.content)) {
-        const entry = index.get(id);
-        if (!entry) throw new ChunkIntegrityError(id.toString('hex'), '(none)', 'is not in any pack (missing from the vault)');
-        seg ??= { blobs: [], packs: [], start: fileOffset, raw: 0 };
-        seg.blobs.push(entry.blob);
-        seg.packs.push(entry.pack);
-        seg.raw += entry.blob.rawLength;
-        fileOffset += entry.blob.rawLength;
-        if (seg.raw >= SEGMENT) send();
+      for (let k = 0; k < entries.length; k++) {
+        fileOffset += index.rawLength(entries[k]!);
+        if (fileOffset - segStart >= SEGMENT) send(k + 1);
       }
-      send();
+      send(entries.length);
       const settled = await Promise.allSettled(jobs);
       const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failed) throw failed.reason;

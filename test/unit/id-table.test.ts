@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { IdTable } from '../../src-main/engine/vault/id-table.js';
 import { MasterIndex } from '../../src-main/engine/vault/index-file.js';
-import { BlobType, type PackBlob } from '../../src-main/engine/vault/pack.js';
+import { BlobType, blobRef, type PackBlob } from '../../src-main/engine/vault/pack.js';
 
 describe('IdTable', () => {
   it('finds every id it was given across many growths and nothing else', () => {
@@ -66,6 +66,21 @@ describe('MasterIndex', () => {
     expect(idx.get('not hex')).toBeUndefined();
     expect(idx.packs.get('bb'.repeat(32))!.blobs).toEqual(pack2);
     expect(idx.packs.get('aa'.repeat(32))!.contentBytes).toBe(400);
+  });
+
+  it('gives a worker the places of chunks by entry number, as get() would, each pack named once', () => {
+    const idx = new MasterIndex();
+    idx.add({ id: 'aa'.repeat(32), blobs: pack1 });
+    idx.add({ id: 'bb'.repeat(32), blobs: pack2 });
+    const wanted = [id(4), id(2), id(1), id(3), id(4)];
+    const flat = Buffer.concat([Buffer.alloc(3), ...wanted]);
+    const entries = Int32Array.from(wanted, (_, k) => idx.locate(flat, 3 + k * 32));
+    expect(idx.locate(Buffer.concat([Buffer.alloc(3), id(9)]), 3)).toBe(-1);
+    expect(idx.locate(flat, flat.length - 31)).toBe(-1);
+    expect([...entries].map((e) => idx.rawLength(e))).toEqual([32, 4096, 72, 4096, 32]);
+    const refs = idx.refs(entries, 1, 5);
+    expect(refs.packs).toEqual(['aa'.repeat(32), 'bb'.repeat(32)]);
+    expect([0, 1, 2, 3].map((i) => ({ pack: refs.packs[refs.packOf[i]!], blob: blobRef(refs, i) }))).toEqual(wanted.slice(1).map((w) => idx.get(w)));
   });
 
   it('refuses a pack whose header does not add up, and keeps a pack listed twice once', () => {

@@ -14,7 +14,7 @@ import { compressChunk, compressorsMade } from '../vault/compress.js';
 import { IdTable } from '../vault/id-table.js';
 import { sealParts } from '../vault/crypto.js';
 import type { MasterKeys } from '../vault/keys.js';
-import { BLOB_AAD, BlobOpener, BlobType, ChunkIntegrityError, GROUP_AAD, blobRuns, decodeBlobRefs, decodePackHeader, encodePackHeader, packTailMatches, parsePack, type PackBlob } from '../vault/pack.js';
+import { BLOB_AAD, BlobOpener, BlobType, ChunkIntegrityError, GROUP_AAD, Ref, REF_WIDTH, blobRef, blobRuns, decodePackHeader, runsOf, encodePackHeader, packTailMatches, parsePack, type PackBlob } from '../vault/pack.js';
 import { copySqliteTo, integrityCheck, tableCounts } from '../sources/sqlite.js';
 import { LocalStorage } from '../vault/storage.js';
 import { PackWriter } from './pack-writer.js';
@@ -325,15 +325,17 @@ const PENDING_MAX = 1024 * 1024;
  * come from groups written by many backups, and each group is then opened once, not once per page. The output is
  * written as contiguous pieces are complete, in positional writes. */
 function restoreJob(job: RestoreJob): JobValue {
-  const blobs = decodeBlobRefs(job.ids, job.meta);
-  const dest: number[] = [];
+  const n = job.packOf.length;
+  const meta = job.meta;
+  const dest = new Float64Array(n);
   let end = job.fileOffset;
-  for (const b of blobs) {
-    dest.push(end);
-    end += b.rawLength;
+  for (let i = 0; i < n; i++) {
+    dest[i] = end;
+    end += meta[i * REF_WIDTH + Ref.rawLength]!;
   }
-  const order = blobs.map((_, i) => i);
-  order.sort((x, y) => (job.packs[x]! < job.packs[y]! ? -1 : job.packs[x]! > job.packs[y]! ? 1 : blobs[x]!.offset - blobs[y]!.offset || (blobs[x]!.inner ?? 0) - (blobs[y]!.inner ?? 0)));
+  const offset = (i: number): number => meta[i * REF_WIDTH + Ref.offset]!;
+  const order = new Uint32Array(n).map((_, i) => i);
+  order.sort((x, y) => job.packOf[x]! - job.packOf[y]! || offset(x) - offset(y) || meta[x * REF_WIDTH + Ref.inner]! - meta[y * REF_WIDTH + Ref.inner]!);
   const opener = new BlobOpener(keys);
   const out = fs.openSync(job.path, 'r+');
   let pending: Buffer[] = [];
@@ -353,20 +355,22 @@ function restoreJob(job: RestoreJob): JobValue {
     pendingBytes = 0;
   };
   try {
-    for (const run of blobRuns(order.map((i) => ({ pack: job.packs[i]!, blob: blobs[i]! })), RUN_BYTES)) {
+    const runs = runsOf(n, (k) => job.packOf[order[k]!], (k) => offset(order[k]!), (k) => meta[order[k]! * REF_WIDTH + Ref.length]!, RUN_BYTES);
+    for (const run of runs) {
+      const pack = job.packs[job.packOf[order[run.from]!]!]!;
       const buf = packBuffer(run.end - run.start);
-      const fd = packFd(run.pack);
+      const fd = packFd(pack);
       let got = 0;
       while (got < buf.length) {
-        const n = fs.readSync(fd, buf, got, buf.length - got, run.start + got);
-        if (n === 0) throw new ChunkIntegrityError(blobs[order[run.from]!]!.id.toString('hex'), run.pack, 'its pack is truncated');
-        got += n;
+        const r = fs.readSync(fd, buf, got, buf.length - got, run.start + got);
+        if (r === 0) throw new ChunkIntegrityError(blobRef(job, order[run.from]!).id.toString('hex'), pack, 'its pack is truncated');
+        got += r;
       }
       for (let k = run.from; k < run.to; k++) {
         const i = order[k]!;
-        const b = blobs[i]!;
+        const b = blobRef(job, i);
         const rel = b.offset - run.start;
-        const plain = opener.open(buf.subarray(rel, rel + b.length), b, run.pack);
+        const plain = opener.open(buf.subarray(rel, rel + b.length), b, pack);
         if (pending.length > 0 && (dest[i] !== pendingAt + pendingBytes || pendingBytes >= PENDING_MAX || pending.length >= 512)) flushOut();
         if (pending.length === 0) pendingAt = dest[i]!;
         pending.push(plain);

@@ -1,5 +1,6 @@
 // Messages between the main thread and engine workers (structured-clone friendly: no classes, Buffers arrive
 // as Uint8Array).
+import type { BlobRefs } from '../vault/pack.js';
 
 export interface WorkerInit {
   location: string;
@@ -36,15 +37,11 @@ export interface CommandJob {
   cdc: { min: number; avg: number; max: number };
 }
 
-/** Write the given chunks, in order, into an existing file from fileOffset. */
-export interface RestoreJob {
+/** Write the chunks it lists (BlobRefs), one after the other, into the existing file at `path` from `fileOffset`. */
+export interface RestoreJob extends BlobRefs {
   kind: 'restore';
   path: string;
   fileOffset: number;
-  /** The chunks' places (encodeBlobRefs) and the pack of each. */
-  ids: Uint8Array;
-  meta: number[];
-  packs: string[];
 }
 
 export interface VerifyJob {

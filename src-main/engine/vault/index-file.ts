@@ -3,7 +3,7 @@
 import { open, seal, sha256 } from './crypto.js';
 import type { MasterKeys } from './keys.js';
 import { IdTable } from './id-table.js';
-import { BlobType, decodePackHeader, encodePackHeader, packContentBytes, readPackHeader, walkPackHeader, type PackBlob } from './pack.js';
+import { BlobType, Ref, REF_WIDTH, decodePackHeader, encodePackHeader, packContentBytes, readPackHeader, walkPackHeader, type BlobRefs, type PackBlob } from './pack.js';
 import type { Storage } from './storage.js';
 
 export const INDEX_AAD = 'clinicvault:index:v1';
@@ -147,6 +147,45 @@ export class MasterIndex {
   packOf(id: Buffer, at = 0): string | undefined {
     const e = at >= 0 && at + 32 <= id.length ? this.table.find(id, at) : -1;
     return e < 0 ? undefined : this.packIds[this.cols.pack[e]!];
+  }
+
+  /** The entry number of the chunk `id[at..at+32]` (for rawLength and refs), or -1 when no pack holds it. */
+  locate(id: Buffer, at: number): number {
+    return at >= 0 && at + 32 <= id.length ? this.table.find(id, at) : -1;
+  }
+
+  /** The plaintext length of entry e. */
+  rawLength(e: number): number {
+    return this.cols.rawLength[e]!;
+  }
+
+  /** Entries entries[from..to) as flat refs for a worker, without an object per chunk. */
+  refs(entries: Int32Array, from: number, to: number): BlobRefs {
+    const n = to - from;
+    const ids = new Uint8Array(n * 32);
+    const meta = new Uint32Array(n * REF_WIDTH);
+    const packOf = new Uint32Array(n);
+    const packs: string[] = [];
+    const local = new Map<number, number>();
+    const c = this.cols;
+    const all = this.table.all();
+    for (let i = 0; i < n; i++) {
+      const e = entries[from + i]!;
+      ids.set(all.subarray(e * 32, e * 32 + 32), i * 32);
+      const k = i * REF_WIDTH;
+      meta[k + Ref.type] = c.type[e]!;
+      meta[k + Ref.compression] = c.compression[e]!;
+      meta[k + Ref.offset] = c.offset[e]!;
+      meta[k + Ref.length] = c.length[e]!;
+      meta[k + Ref.rawLength] = c.rawLength[e]!;
+      meta[k + Ref.inner] = c.inner[e]!;
+      meta[k + Ref.groupRaw] = c.groupRaw[e]!;
+      const p = c.pack[e]!;
+      let q = local.get(p);
+      if (q === undefined) local.set(p, (q = packs.push(this.packIds[p]!) - 1));
+      packOf[i] = q;
+    }
+    return { ids, meta, packs, packOf };
   }
 
   /** Every chunk id so far, 32 bytes each, end to end (a view: copy it to keep or send it). */

@@ -258,48 +258,87 @@ export class BlobOpener {
  * that share the blob before them (members of one group, a chunk repeated). [from, to) index the list; [start, end)
  * are pack offsets. */
 export function blobRuns(list: Array<{ pack: string; blob: PackBlob }>, maxBytes: number): Array<{ pack: string; start: number; end: number; from: number; to: number }> {
+  return runsOf(list.length, (i) => list[i]!.pack, (i) => list[i]!.blob.offset, (i) => list[i]!.blob.length, maxBytes).map((r) => ({ ...r, pack: list[r.from]!.pack }));
+}
+
+/** blobRuns over any list, told each item's pack (anything compared with ===), offset and length. */
+export function runsOf(
+  count: number,
+  pack: (i: number) => unknown,
+  offset: (i: number) => number,
+  length: (i: number) => number,
+  maxBytes: number,
+): Array<{ start: number; end: number; from: number; to: number }> {
   const runs = [];
   let i = 0;
-  while (i < list.length) {
-    const first = list[i]!;
-    let end = first.blob.offset + first.blob.length;
+  while (i < count) {
+    const p = pack(i);
+    const start = offset(i);
+    let end = start + length(i);
     let j = i + 1;
-    while (j < list.length) {
-      const e = list[j]!;
-      if (e.pack !== first.pack) break;
-      if (e.blob.offset !== list[j - 1]!.blob.offset) {
-        if (e.blob.offset !== end || end - first.blob.offset >= maxBytes) break;
-        end += e.blob.length;
+    while (j < count) {
+      if (pack(j) !== p) break;
+      const o = offset(j);
+      if (o !== offset(j - 1)) {
+        if (o !== end || end - start >= maxBytes) break;
+        end += length(j);
       }
       j++;
     }
-    runs.push({ pack: first.pack, start: first.blob.offset, end, from: i, to: j });
+    runs.push({ start, end, from: i, to: j });
     i = j;
   }
   return runs;
 }
 
-/** A chunk's place in a pack, for a worker: ids (32 bytes each) and 7 numbers per chunk. */
-export function encodeBlobRefs(blobs: PackBlob[]): { ids: Uint8Array; meta: number[] } {
-  const ids = Buffer.allocUnsafe(blobs.length * 32);
-  const meta: number[] = [];
-  blobs.forEach((b, i) => {
-    b.id.copy(ids, i * 32);
-    meta.push(b.type, b.compression, b.offset, b.length, b.rawLength, b.inner ?? 0, b.groupRaw ?? 0);
-  });
-  return { ids, meta };
+/** Chunks' places in packs, for a worker, in flat arrays (a 200 MB database is ~51,000 chunks: as objects, and
+ * with a pack name each, they had made the main thread's heap grow with the database). Chunk i's id is
+ * ids[32i..32i+32], its fields are meta[7i..7i+7] in REF_FIELDS order, its pack is packs[packOf[i]]. */
+export interface BlobRefs {
+  ids: Uint8Array;
+  meta: Uint32Array;
+  packs: string[];
+  packOf: Uint32Array;
 }
 
-export function decodeBlobRefs(ids: Uint8Array, meta: number[]): PackBlob[] {
-  const idBuf = Buffer.from(ids.buffer, ids.byteOffset, ids.length);
-  const out: PackBlob[] = [];
-  for (let i = 0; i * 7 < meta.length; i++) {
-    const [type, compression, offset, length, rawLength, inner, groupRaw] = meta.slice(i * 7, i * 7 + 7) as [number, number, number, number, number, number, number];
-    const b: PackBlob = { id: idBuf.subarray(i * 32, i * 32 + 32), type, compression, offset, length, rawLength };
-    if (type === BlobType.Member) Object.assign(b, { inner, groupRaw });
-    out.push(b);
+export const REF_FIELDS = ['type', 'compression', 'offset', 'length', 'rawLength', 'inner', 'groupRaw'] as const;
+export const REF_WIDTH = REF_FIELDS.length;
+/** Where each field sits in a chunk's REF_WIDTH numbers. */
+export const Ref = { type: 0, compression: 1, offset: 2, length: 3, rawLength: 4, inner: 5, groupRaw: 6 } as const;
+
+export function encodeBlobRefs(list: Array<{ pack: string; blob: PackBlob }>): BlobRefs {
+  const ids = new Uint8Array(list.length * 32);
+  const meta = new Uint32Array(list.length * REF_WIDTH);
+  const packOf = new Uint32Array(list.length);
+  const packs: string[] = [];
+  const packNo = new Map<string, number>();
+  list.forEach(({ pack, blob: b }, i) => {
+    ids.set(b.id, i * 32);
+    meta.set([b.type, b.compression, b.offset, b.length, b.rawLength, b.inner ?? 0, b.groupRaw ?? 0], i * REF_WIDTH);
+    let n = packNo.get(pack);
+    if (n === undefined) packNo.set(pack, (n = packs.push(pack) - 1));
+    packOf[i] = n;
+  });
+  return { ids, meta, packs, packOf };
+}
+
+/** Chunk i of refs as a PackBlob (its id a view into refs.ids). */
+export function blobRef(refs: BlobRefs, i: number): PackBlob {
+  const m = refs.meta;
+  const k = i * REF_WIDTH;
+  const b: PackBlob = {
+    id: Buffer.from(refs.ids.buffer, refs.ids.byteOffset + i * 32, 32),
+    type: m[k + Ref.type]!,
+    compression: m[k + Ref.compression]!,
+    offset: m[k + Ref.offset]!,
+    length: m[k + Ref.length]!,
+    rawLength: m[k + Ref.rawLength]!,
+  };
+  if (b.type === BlobType.Member) {
+    b.inner = m[k + Ref.inner]!;
+    b.groupRaw = m[k + Ref.groupRaw]!;
   }
-  return out;
+  return b;
 }
 
 /** Whether a pack's bytes carry its name: the SHA-256 of its tail (format 2) with the blobs filling exactly the

@@ -106,10 +106,16 @@ export function encodeContent(ids: Buffer[]): string {
   return Buffer.concat(ids).toString('base64');
 }
 
-export function decodeContent(content: string | undefined): Buffer[] {
-  if (!content) return [];
-  const buf = Buffer.from(content, 'base64');
+/** A file's chunk ids laid end to end, 32 bytes each. */
+export function contentIds(content: string | undefined): Buffer {
+  const buf = Buffer.from(content ?? '', 'base64');
   if (buf.length % ID_BYTES !== 0) throw new Error('malformed chunk list');
+  return buf;
+}
+
+/** A file's chunk ids, one Buffer each (views into one buffer). */
+export function decodeContent(content: string | undefined): Buffer[] {
+  const buf = contentIds(content);
   const ids: Buffer[] = [];
   for (let o = 0; o < buf.length; o += ID_BYTES) ids.push(buf.subarray(o, o + ID_BYTES));
   return ids;

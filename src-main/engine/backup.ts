@@ -174,6 +174,8 @@ class BackupRun {
   /** Packs this run wrote, plus packs an interrupted run left without an index: the next index file lists them. */
   private readonly written: PackRecord[] = [];
   private pool: EnginePool | undefined;
+  /** The workers being ended, once the packs are durable (finish). */
+  private closing: Promise<void> | undefined;
   private fatal: unknown;
 
   constructor(
@@ -199,6 +201,7 @@ class BackupRun {
   async cleanup(): Promise<void> {
     await this.pool?.close().catch(() => undefined);
     this.pool = undefined;
+    await this.closing?.catch(() => undefined);
     for (const c of this.cleanups) await c().catch(() => undefined);
     this.cleanups = [];
   }
@@ -489,6 +492,11 @@ class BackupRun {
         throw this.fatal ?? err;
       });
       if (this.fatal) throw this.fatal;
+      // Nothing is left for the workers: ended now, their heaps go while the index and the snapshot are made, at
+      // the end of the backup, where a first backup's memory peaks.
+      const pool = this.pool;
+      this.pool = undefined;
+      this.closing = pool.close();
     }
     if (this.written.length > 0) await writeIndexFile(this.vault.storage, this.vault.keys, this.written);
   }

@@ -32,14 +32,20 @@ export function seal(key: Buffer, plaintext: Uint8Array, aad: string): Buffer {
 }
 
 /** seal() as its pieces, for a writer that writes them one after the other: a megabyte chunk is not copied once
- * more only to join 28 bytes to it. */
-export function sealParts(key: Buffer, plaintext: Uint8Array, aad: string): Buffer[] {
+ * more only to join 28 bytes to it. The plaintext may come in pieces too (the same bytes as joined). */
+export function sealParts(key: Buffer, plaintext: Uint8Array | readonly Uint8Array[], aad: string): Buffer[] {
   const nonce = nextNonce();
   const cipher = createCipheriv('aes-256-gcm', key, nonce);
   cipher.setAAD(Buffer.from(aad, 'utf8'));
-  const body = cipher.update(plaintext);
+  const out = [nonce];
+  for (const piece of plaintext instanceof Uint8Array ? [plaintext] : plaintext) {
+    const body = cipher.update(piece);
+    if (body.length > 0) out.push(body);
+  }
   const final = cipher.final();
-  return final.length > 0 ? [nonce, body, final, cipher.getAuthTag()] : [nonce, body, cipher.getAuthTag()];
+  if (final.length > 0) out.push(final);
+  out.push(cipher.getAuthTag());
+  return out;
 }
 
 export function open(key: Buffer, sealed: Uint8Array, aad: string, what = aad): Buffer {
@@ -64,8 +70,11 @@ export function hmac(key: Buffer, data: Uint8Array): Buffer {
   return createHmac('sha256', key).update(data).digest();
 }
 
-export function sha256(data: Uint8Array): Buffer {
-  return createHash('sha256').update(data).digest();
+/** The SHA-256 of data, or of its pieces joined. */
+export function sha256(data: Uint8Array | readonly Uint8Array[]): Buffer {
+  const h = createHash('sha256');
+  for (const piece of data instanceof Uint8Array ? [data] : data) h.update(piece);
+  return h.digest();
 }
 
 export function sha256Hex(data: Uint8Array | string): string {

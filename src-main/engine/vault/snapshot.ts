@@ -1,6 +1,6 @@
 // Snapshots: the record of one backup, written last. Sealed JSON (deflated), named by the SHA-256 of its bytes.
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
-import { open, seal, sha256 } from './crypto.js';
+import { open, sealParts, sha256 } from './crypto.js';
 import type { MasterKeys } from './keys.js';
 import type { Storage } from './storage.js';
 
@@ -122,7 +122,7 @@ export function decodeContent(content: string | undefined): Buffer[] {
 }
 
 export async function writeSnapshot(storage: Storage, keys: MasterKeys, snap: Snapshot): Promise<string> {
-  const sealed = seal(keys.encryption, deflateRawSync(Buffer.from(JSON.stringify(snap))), SNAPSHOT_AAD);
+  const sealed = sealParts(keys.encryption, deflateRawSync(JSON.stringify(snap)), SNAPSHOT_AAD);
   const id = sha256(sealed).toString('hex');
   await storage.write('snapshots', id, sealed);
   return id;

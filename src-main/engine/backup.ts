@@ -208,7 +208,7 @@ class BackupRun {
 
   private startPool(): EnginePool {
     const pool = new EnginePool(this.vault.location, this.vault.keys, this.vault.config, {
-      knownIds: new Uint8Array(this.index.ids()),
+      knownIds: this.index.sharedIds(),
       onEvent: (ev) => {
         this.written.push(this.index.addPack(ev.id, Buffer.from(ev.header)));
         this.stats.bytesStored += ev.size;

@@ -31,13 +31,23 @@ describe('IdTable', () => {
     expect(t.find(flat, 5)).toBe(1);
   });
 
-  it('builds from a flat list, keeping repeats once', () => {
-    const a = randomBytes(32);
-    const b = randomBytes(32);
-    const t = IdTable.of(new Uint8Array(Buffer.concat([a, b, a])));
-    expect(t.size).toBe(2);
-    expect(t.has(a) && t.has(b)).toBe(true);
-    expect(IdTable.of(new Uint8Array(0)).size).toBe(0);
+  it('is read by workers through one shared copy: every id found, nothing else, and no writes', () => {
+    const t = new IdTable(16);
+    const ids = Array.from({ length: 3000 }, () => randomBytes(32));
+    for (const id of ids) t.add(id);
+    const shared = t.toShared();
+    expect(shared.ids.buffer).toBeInstanceOf(SharedArrayBuffer);
+    // As a worker gets it in its workerData: shared memory, not a copy.
+    const view = IdTable.view(structuredClone(shared));
+    expect(view.size).toBe(ids.length);
+    ids.forEach((id, i) => expect(view.find(id)).toBe(i));
+    for (let i = 0; i < 500; i++) expect(view.has(randomBytes(32))).toBe(false);
+    expect(() => view.add(randomBytes(32))).toThrow(/read-only/);
+    // Added to the table afterwards: not in the copy made before.
+    const later = randomBytes(32);
+    t.add(later);
+    expect(view.has(later)).toBe(false);
+    expect(IdTable.view(new IdTable().toShared()).has(ids[0]!)).toBe(false);
   });
 });
 

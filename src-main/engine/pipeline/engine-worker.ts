@@ -25,8 +25,14 @@ const keys: MasterKeys = { encryption: Buffer.from(init.encryptionKey), id: Buff
 const port = parentPort!;
 
 // ---------------------------------------------------------------- backup: chunk, name, dedup, compress, seal, pack
-/** Chunks the vault holds, and those this run has stored since. */
-const known = IdTable.of(init.knownIds ?? new Uint8Array(0));
+/** Chunks the vault held when the backup began (shared by all workers, read-only), and those this worker has
+ * stored since. */
+const stored = init.knownIds ? IdTable.view(init.knownIds) : undefined;
+const added = new IdTable(4096);
+/** Whether the chunk is new to the vault (and from now on known to this worker). */
+function isNew(id: Buffer): boolean {
+  return !stored?.has(id) && added.add(id) >= 0;
+}
 const fileCutter = new FastCdc(gearTable(keys.id), init.cdc.min, init.cdc.avg, init.cdc.max);
 const storage = new LocalStorage(init.location);
 const writer = new PackWriter(
@@ -123,7 +129,7 @@ let groupBuf: Group | undefined;
 async function storeChunk(data: Buffer, tally: ChunkTally): Promise<void> {
   const id = createHmac('sha256', keys.id).update(data).digest();
   tally.ids.push(id);
-  if (known.add(id) < 0) return;
+  if (!isNew(id)) return;
   tally.chunksNew++;
   tally.bytesNew += data.length;
   const g = tally.group;

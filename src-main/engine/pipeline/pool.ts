@@ -2,6 +2,7 @@
 // so no core idles between jobs and big and small jobs balance out. A worker that dies fails every job in flight.
 import * as os from 'node:os';
 import { Worker } from 'node:worker_threads';
+import type { SharedIdTable } from '../vault/id-table.js';
 import type { MasterKeys } from '../vault/keys.js';
 import { formatFeatures, type VaultConfig } from '../vault/vault.js';
 import type { JobError, JobReply, JobValue, WorkerEvent, WorkerInit, WorkerJob } from './protocol.js';
@@ -54,7 +55,7 @@ export class EnginePool {
     location: string,
     keys: MasterKeys,
     config: VaultConfig,
-    opts: { knownIds?: Uint8Array; onEvent?: (ev: WorkerEvent) => void; workers?: number } = {},
+    opts: { knownIds?: SharedIdTable; onEvent?: (ev: WorkerEvent) => void; workers?: number } = {},
   ) {
     const init: WorkerInit = {
       location,

@@ -1,5 +1,6 @@
 // Messages between the main thread and engine workers (structured-clone friendly: no classes, Buffers arrive
 // as Uint8Array).
+import type { SharedIdTable } from '../vault/id-table.js';
 import type { BlobRefs } from '../vault/pack.js';
 
 export interface WorkerInit {
@@ -11,8 +12,9 @@ export interface WorkerInit {
   /** The vault's format allows groups of small chunks, and names packs by their tail (format 2). */
   groups: boolean;
   packNaming: 'tail' | 'content';
-  /** Chunk ids already in the vault (32 bytes each), so a backup does not store them again. */
-  knownIds?: Uint8Array;
+  /** Chunk ids already in the vault, so a backup does not store them again: one table in shared memory for all
+   * workers (MasterIndex.sharedIds). */
+  knownIds?: SharedIdTable;
 }
 
 /** Cut [offset, offset+length) of a file (all of it from offset when length is undefined) into chunks. */

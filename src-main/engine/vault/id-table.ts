@@ -4,22 +4,49 @@
 // already a uniform hash.
 const ID = 32;
 
+/** An IdTable's memory, shared between threads: its ids and slots in SharedArrayBuffers (toShared, view). */
+export interface SharedIdTable {
+  ids: Uint8Array;
+  slots: Int32Array;
+  count: number;
+}
+
 export class IdTable {
   private ids: Buffer;
   private slots: Int32Array;
   private count = 0;
+  private readonly frozen: boolean = false;
 
-  constructor(capacity = 1024) {
+  constructor(capacity = 1024, shared?: SharedIdTable) {
+    if (shared) {
+      this.ids = Buffer.from(shared.ids.buffer, shared.ids.byteOffset, shared.ids.byteLength);
+      this.slots = shared.slots;
+      this.count = shared.count;
+      this.frozen = true;
+      return;
+    }
     this.ids = Buffer.allocUnsafeSlow(Math.max(16, capacity) * ID);
     this.slots = new Int32Array(slotsFor(Math.max(16, capacity)));
   }
 
-  /** A table holding the ids laid end to end in `flat` (32 bytes each); repeats are kept once. */
-  static of(flat: Uint8Array): IdTable {
-    const buf = Buffer.isBuffer(flat) ? flat : Buffer.from(flat.buffer, flat.byteOffset, flat.byteLength);
-    const t = new IdTable(buf.length / ID);
-    for (let o = 0; o + ID <= buf.length; o += ID) t.add(buf, o);
-    return t;
+  /** A copy of this table in shared memory, sized to what it holds: engine workers look ids up in the one copy
+   * (view) instead of each building its own from a list (~7 MB per worker for the bench vault's 58,000 chunks). */
+  toShared(): SharedIdTable {
+    const ids = new Uint8Array(new SharedArrayBuffer(Math.max(1, this.count) * ID));
+    ids.set(this.ids.subarray(0, this.count * ID));
+    const slots = new Int32Array(new SharedArrayBuffer(slotsFor(Math.max(16, this.count)) * 4));
+    const mask = slots.length - 1;
+    for (let e = 0; e < this.count; e++) {
+      let s = this.ids.readUInt32LE(e * ID) & mask;
+      while (slots[s] !== 0) s = (s + 1) & mask;
+      slots[s] = e + 1;
+    }
+    return { ids, slots, count: this.count };
+  }
+
+  /** A read-only table over shared memory made by toShared (in another thread, as a rule). */
+  static view(shared: SharedIdTable): IdTable {
+    return new IdTable(0, shared);
   }
 
   get size(): number {
@@ -53,6 +80,7 @@ export class IdTable {
   /** Add the id at `buf[at..at+32]`: its new entry number, or -1 when it was already there. Entries are numbered
    * 0, 1, 2, ... in the order they were added. */
   add(buf: Buffer, at = 0): number {
+    if (this.frozen) throw new Error('a shared id table is read-only');
     if (this.find(buf, at) >= 0) return -1;
     if ((this.count + 1) * ID > this.ids.length) this.grow();
     const e = this.count++;

@@ -2,7 +2,7 @@
 // The in-memory MasterIndex merges all of them and, if any is damaged or missing, fills the gap from pack headers.
 import { open, sealParts, sha256 } from './crypto.js';
 import type { MasterKeys } from './keys.js';
-import { IdTable } from './id-table.js';
+import { IdTable, type SharedIdTable } from './id-table.js';
 import { BlobType, Ref, REF_WIDTH, decodePackHeader, encodePackHeader, packContentBytes, readPackHeader, walkPackHeader, type BlobRefs, type PackBlob } from './pack.js';
 import type { Storage } from './storage.js';
 
@@ -195,9 +195,9 @@ export class MasterIndex {
     return { ids, meta, packs, packOf };
   }
 
-  /** Every chunk id so far, 32 bytes each, end to end (a view: copy it to keep or send it). */
-  ids(): Buffer {
-    return this.table.all();
+  /** Every chunk id so far, as a table in shared memory for engine workers (IdTable.view). */
+  sharedIds(): SharedIdTable {
+    return this.table.toShared();
   }
 
   private entryOf(id: Buffer | string): number {

@@ -58,12 +58,14 @@ setFlagsFromString('--expose-gc');
 const collectGarbage = runInNewContext('gc') as ((opts?: { type: 'major' | 'minor' }) => void) | undefined;
 
 // glibc's malloc hands out blocks above its mmap threshold (128 KiB at first) as fresh mappings and returns freed
-// memory above its trim threshold to the kernel; a chunk's buffers (decrypted, decompressed, sealed: 1-8 MiB each)
-// then cost a page fault and a zeroed page per 4 KiB, every time. Freeing one block just under 32 MiB moves both
-// thresholds up as far as glibc's own heuristic allows (32 / 64 MiB), so these buffers reuse memory the process
-// holds. On the bench vault, verify spent 1.6 instead of 0.45 s in the kernel (decision 0015). Elsewhere a no-op.
+// memory above its trim threshold to the kernel; a chunk's buffers (decrypted, decompressed, sealed: 0.25-8 MiB
+// each) then cost a page fault and a zeroed page per 4 KiB, every time. Freeing one block of just over 1 MiB
+// moves both thresholds up (to its size, and twice that), and glibc moves them further as larger blocks are freed,
+// so these buffers reuse memory the process holds from the first chunk on (decision 0015). It was a block just
+// under 32 MiB until decision 0018: the trim threshold of 64 MiB then kept every arena at its high-water mark, 7-14
+// MB more at the peaks of a first backup and of verify, for no measurable speed. Elsewhere a no-op.
 {
-  let warm: Buffer | undefined = Buffer.allocUnsafeSlow(32 * 1024 * 1024 - 64 * 1024);
+  let warm: Buffer | undefined = Buffer.allocUnsafeSlow(1024 * 1024 + 64 * 1024);
   warm[0] = 1;
   warm = undefined;
   collectGarbage?.();

@@ -88,8 +88,10 @@ describe('MasterIndex', () => {
     expect(idx.locate(Buffer.concat([Buffer.alloc(3), id(9)]), 3)).toBe(-1);
     expect(idx.locate(flat, flat.length - 31)).toBe(-1);
     expect([...entries].map((e) => idx.rawLength(e))).toEqual([32, 4096, 72, 4096, 32]);
-    const refs = idx.refs(entries, 1, 5);
+    // As a worker gets it: a structured clone of the flat arrays.
+    const refs = structuredClone(idx.refs(entries, 1, 5));
     expect(refs.packs).toEqual(['aa'.repeat(32), 'bb'.repeat(32)]);
+    expect(blobRef(refs, 1)).not.toHaveProperty('inner');
     expect([0, 1, 2, 3].map((i) => ({ pack: refs.packs[refs.packOf[i]!], blob: blobRef(refs, i) }))).toEqual(wanted.slice(1).map((w) => idx.get(w)));
   });
 

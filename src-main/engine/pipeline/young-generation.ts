@@ -1,5 +1,5 @@
-// The main thread's young generation. It only keeps the books (the workers touch the bytes), yet V8 grows its
-// semi-spaces to 16-32 MB, which stay resident. V8 reads --semi-space-growth-factor each time it would grow them, so
+// The main thread's heap: its young generation, and a collection on demand (collectNow, below). The main thread
+// only keeps the books (the workers touch the bytes), yet V8 grows its semi-spaces to 16-32 MB, which stay resident. V8 reads --semi-space-growth-factor each time it would grow them, so
 // a factor of 1 keeps them at their initial size; but making another isolate's heap (a Worker's, as it starts) puts
 // the factor back to at least 2 (measured on Node 20: a script's new space grew to 32 MB after a worker with
 // resource limits started, and stayed at 2 MB when the flag was set again after it had). The entry point chooses

@@ -293,7 +293,8 @@ export function runsOf(
 
 /** Chunks' places in packs, for a worker, in flat arrays (a 200 MB database is ~51,000 chunks: as objects, and
  * with a pack name each, they had made the main thread's heap grow with the database). Chunk i's id is
- * ids[32i..32i+32], its fields are meta[7i..7i+7] in REF_FIELDS order, its pack is packs[packOf[i]]. */
+ * ids[32i..32i+32], its fields are meta[7i..7i+7] in Ref's order, its pack is packs[packOf[i]]. Made by
+ * MasterIndex.refs. */
 export interface BlobRefs {
   ids: Uint8Array;
   meta: Uint32Array;
@@ -301,26 +302,9 @@ export interface BlobRefs {
   packOf: Uint32Array;
 }
 
-export const REF_FIELDS = ['type', 'compression', 'offset', 'length', 'rawLength', 'inner', 'groupRaw'] as const;
-export const REF_WIDTH = REF_FIELDS.length;
-/** Where each field sits in a chunk's REF_WIDTH numbers. */
+/** Where each of a chunk's REF_WIDTH numbers sits in BlobRefs.meta. */
 export const Ref = { type: 0, compression: 1, offset: 2, length: 3, rawLength: 4, inner: 5, groupRaw: 6 } as const;
-
-export function encodeBlobRefs(list: Array<{ pack: string; blob: PackBlob }>): BlobRefs {
-  const ids = new Uint8Array(list.length * 32);
-  const meta = new Uint32Array(list.length * REF_WIDTH);
-  const packOf = new Uint32Array(list.length);
-  const packs: string[] = [];
-  const packNo = new Map<string, number>();
-  list.forEach(({ pack, blob: b }, i) => {
-    ids.set(b.id, i * 32);
-    meta.set([b.type, b.compression, b.offset, b.length, b.rawLength, b.inner ?? 0, b.groupRaw ?? 0], i * REF_WIDTH);
-    let n = packNo.get(pack);
-    if (n === undefined) packNo.set(pack, (n = packs.push(pack) - 1));
-    packOf[i] = n;
-  });
-  return { ids, meta, packs, packOf };
-}
+export const REF_WIDTH = 7;
 
 /** Chunk i of refs as a PackBlob (its id a view into refs.ids). */
 export function blobRef(refs: BlobRefs, i: number): PackBlob {

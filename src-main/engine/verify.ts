@@ -4,7 +4,7 @@
 // affects: which pack, which snapshots, which files.
 import { EnginePool } from './pipeline/pool.js';
 import type { VerifyResult } from './pipeline/protocol.js';
-import { collectNow } from './pipeline/young-generation.js';
+import { collectGarbage } from './pipeline/young-generation.js';
 import type { MasterIndex } from './vault/index-file.js';
 import { ID_BYTES, decodeContent, type SnapshotSource, type TreeEntry } from './vault/snapshot.js';
 import type { SnapshotListing, Vault } from './vault/vault.js';
@@ -159,7 +159,7 @@ async function verifyWith(vault: Vault, opts: VerifyOptions, pool: EnginePool | 
     },
   });
   for (const id of superseded) perSnapshot.delete(id);
-  if (pool) collectNow();
+  if (pool) collectGarbage();
   const forEachEntry = async (fn: (s: SnapshotListing, src: SnapshotSource, e: TreeEntry) => void): Promise<void> => {
     for (const s of snapshots) {
       const full: SnapshotListing = { id: s.id, snapshot: await vault.readSnapshot(s.id) };

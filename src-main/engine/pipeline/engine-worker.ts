@@ -7,8 +7,6 @@ import { createHash, createHmac } from 'node:crypto';
 import * as path from 'node:path';
 import * as fs from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { FastCdc, FixedCutter, gearTable, type Cutter } from '../chunker/chunkers.js';
 import { compressChunk, compressorsMade } from '../vault/compress.js';
 import { IdTable } from '../vault/id-table.js';
@@ -18,6 +16,7 @@ import { BLOB_AAD, BlobOpener, BlobType, ChunkIntegrityError, GROUP_AAD, Ref, RE
 import { copySqliteTo, integrityCheck, tableCounts } from '../sources/sqlite.js';
 import { LocalStorage } from '../vault/storage.js';
 import { PackWriter } from './pack-writer.js';
+import { collectGarbage } from './young-generation.js';
 import type { ChunkJob, ChunkResult, CommandJob, JobReply, JobValue, RestoreJob, VerifyJob, WorkerInit, WorkerJob, WorkerEvent } from './protocol.js';
 
 const init = workerData as WorkerInit;
@@ -49,14 +48,6 @@ const writer = new PackWriter(
 );
 let readBuf: Buffer | undefined;
 
-// Compressor instances and sealed chunks are native memory that V8's heuristics under-count; without help a
-// worker cutting a 200 MB database into 4 KiB pages grows by ~150 MB. A collection of the young generation (where
-// they all are) every few thousand compressor instances, after each 4 MiB of writes (backup) or 4 MiB of chunks
-// opened (restore, verify), bounds what waits for collection. A full collection did the same for ~0.3 s more of a
-// first backup (5.35-5.98 against 5.11-5.81 s); one every 32 MiB took ~30 MB off its peak for ~1 CPU-s.
-setFlagsFromString('--expose-gc');
-const collectGarbage = runInNewContext('gc') as ((opts?: { type: 'major' | 'minor' }) => void) | undefined;
-
 // glibc's malloc hands out blocks above its mmap threshold (128 KiB at first) as fresh mappings and returns freed
 // memory above its trim threshold to the kernel; a chunk's buffers (decrypted, decompressed, sealed: 0.25-8 MiB
 // each) then cost a page fault and a zeroed page per 4 KiB, every time. Freeing one block of just over 1 MiB
@@ -68,8 +59,14 @@ const collectGarbage = runInNewContext('gc') as ((opts?: { type: 'major' | 'mino
   let warm: Buffer | undefined = Buffer.allocUnsafeSlow(1024 * 1024 + 64 * 1024);
   warm[0] = 1;
   warm = undefined;
-  collectGarbage?.();
+  collectGarbage();
 }
+
+// Compressor instances and sealed chunks are native memory that V8's heuristics under-count; without help a
+// worker cutting a 200 MB database into 4 KiB pages grows by ~150 MB. A collection of the young generation (where
+// they all are) every few thousand compressor instances, after each 4 MiB of writes (backup) or 4 MiB of chunks
+// opened (restore, verify), bounds what waits for collection. A full collection did the same for ~0.3 s more of a
+// first backup (5.35-5.98 against 5.11-5.81 s); one every 32 MiB took ~30 MB off its peak for ~1 CPU-s.
 let gcMark = 0;
 let openedSinceGc = 0;
 /** Restore and verify collect after every 4 MiB of chunks opened: each chunk's plaintext (and, compressed, its
@@ -88,7 +85,7 @@ function maybeCollect(openedBytes: number): void {
 function collectNow(): void {
   gcMark = compressorsMade;
   openedSinceGc = 0;
-  collectGarbage?.({ type: 'minor' });
+  collectGarbage('minor');
 }
 
 class SourceError extends Error {
@@ -296,7 +293,7 @@ function packBuffer(size: number): Buffer {
   if (!packBuf || packBuf.length < size) {
     const step = 1024 * 1024;
     packBuf = undefined;
-    collectGarbage?.();
+    collectGarbage();
     packBuf = Buffer.allocUnsafeSlow(Math.ceil(size / step) * step);
   }
   return packBuf.subarray(0, size);
@@ -476,7 +473,7 @@ function verifyJob(job: VerifyJob): JobValue {
     const headerOk = own !== undefined;
     const hashOk = (tail !== undefined && packTailMatches(tail, size, job.packId, own)) || hashFile(fd, size) === job.packId;
     // What the last pieces left behind, young: a minor collection frees it for ~1 ms.
-    collectGarbage?.({ type: 'minor' });
+    collectGarbage('minor');
     return { bytes: size, hashOk, headerOk, bad, chunks: blobs.length };
   } catch (err) {
     // An I/O error part-way (the drive went away): nothing in the pack can be vouched for.

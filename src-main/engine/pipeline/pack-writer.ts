@@ -1,13 +1,13 @@
 // PackWriter: streams sealed blobs into a pack file as they come (temporary name, positional writes); at the pack
 // size it appends the sealed header, and fsyncs and links the file into place while the next pack fills. The pack's
 // name is the SHA-256 of its tail (format 2), or of all its bytes, hashed on the way (format 1).
-// Blobs are not held until the pack is complete, so memory stays at a few MiB of writes in flight whatever
-// the pack size. At most one pack is being made durable at a time. Packs are durable before anyone is told.
+// Blobs are copied into the file's write blocks as they come (TempFile), so memory stays at a few MiB of blocks
+// whatever the pack size. At most one pack is being made durable at a time. Packs are durable before anyone is told.
 import { createHash, type Hash } from 'node:crypto';
 import type { MasterKeys } from '../vault/keys.js';
 import { BlobType, packTail, type PackBlob, type PackNaming } from '../vault/pack.js';
 import type { PackRecord } from '../vault/index-file.js';
-import type { LocalStorage, TempFile } from '../vault/storage.js';
+import { WriteBlocks, type LocalStorage, type TempFile } from '../vault/storage.js';
 
 export interface SealedBlob {
   id: Buffer;
@@ -26,11 +26,11 @@ export interface SealedGroup {
 }
 
 
-/** Bytes written but not yet confirmed by the OS before add() waits. */
-const WRITES_IN_FLIGHT = 4 * 1024 * 1024;
-/** Small blobs (database pages) are gathered into writes of about this size: one system call per 4 KiB blob costs
- * more than sealing it. */
-const STAGE = 1024 * 1024;
+/** Bytes appended between two calls of afterSettle. */
+const SETTLE_EVERY = 4 * 1024 * 1024;
+/** Blocks of 1 MiB each writer stages its packs in: up to four written while one fills, and one for the pack
+ * being made durable. */
+const BLOCKS = 6;
 /** Packs being made durable (fsync, link) at once per writer: the disk stays busy while the next pack fills. */
 const MAX_COMMITS = 1;
 
@@ -39,12 +39,6 @@ interface OpenPack {
   hash: Hash;
   blobs: PackBlob[];
   offset: number;
-  writes: Array<Promise<void>>;
-  inFlight: number;
-  /** Blobs gathered for one write, starting at pack offset stageAt. */
-  stage: Buffer[];
-  stageBytes: number;
-  stageAt: number;
 }
 
 /** Mark a promise as handled (its failure is collected later by settle/flush), so an early rejection does not
@@ -58,6 +52,8 @@ export class PackWriter {
   private cur: OpenPack | undefined;
   private readonly committing = new Set<Promise<void>>();
   private failure: unknown;
+  private readonly blocks = new WriteBlocks(BLOCKS);
+  private sinceSettle = 0;
 
   constructor(
     private readonly storage: LocalStorage,
@@ -65,7 +61,7 @@ export class PackWriter {
     private readonly packSize: number,
     private readonly onWritten: (pack: PackRecord, size: number) => void,
     private readonly naming: PackNaming = 'tail',
-    /** Called when every write started so far is done (every WRITES_IN_FLIGHT bytes): nothing sealed is held. */
+    /** Called after every SETTLE_EVERY bytes appended: the writer holds none of the sealed buffers given so far. */
     private readonly afterSettle?: () => void,
   ) {}
 
@@ -85,43 +81,18 @@ export class PackWriter {
       p.blobs.push({ id: blob.id, type: blob.type, compression: blob.compression, offset: p.offset, length, rawLength: blob.rawLength });
     }
     if (this.naming === 'content') for (const part of parts) p.hash.update(part);
-    p.stage.push(...parts);
-    p.stageBytes += length;
     p.offset += length;
-    p.inFlight += length;
-    if (p.stageBytes >= STAGE || p.stage.length >= 500) this.writeStage(p);
-    if (p.inFlight >= WRITES_IN_FLIGHT) {
-      const writes = p.writes;
-      p.writes = [];
-      p.inFlight = 0;
-      await this.settle(writes);
+    await (await p.file).append(parts);
+    this.sinceSettle += length;
+    if (this.sinceSettle >= SETTLE_EVERY) {
+      this.sinceSettle = 0;
       this.afterSettle?.();
     }
     if (p.offset >= this.packSize) await this.flush();
   }
 
   private open(): OpenPack {
-    return { file: handled(this.storage.createTemp('data')), hash: createHash('sha256'), blobs: [], offset: 0, writes: [], inFlight: 0, stage: [], stageBytes: 0, stageAt: 0 };
-  }
-
-  /** Start the write of the gathered blobs (one writev of their pieces). */
-  private writeStage(p: OpenPack): void {
-    if (p.stageBytes === 0) return;
-    const data = p.stage;
-    const at = p.stageAt;
-    p.writes.push(handled(p.file.then((f) => f.writeAt(data, at))));
-    p.stageAt += p.stageBytes;
-    p.stage = [];
-    p.stageBytes = 0;
-  }
-
-  private async settle(writes: Array<Promise<void>>): Promise<void> {
-    const r = await Promise.allSettled(writes);
-    const bad = r.find((x): x is PromiseRejectedResult => x.status === 'rejected');
-    if (bad) {
-      this.failure ??= bad.reason;
-      throw this.failure;
-    }
+    return { file: handled(this.storage.createTemp('data', this.blocks)), hash: createHash('sha256'), blobs: [], offset: 0 };
   }
 
   /** Finish the current pack: append its header and start making it durable. Rethrows a write error. */
@@ -130,23 +101,27 @@ export class PackWriter {
     const p = this.cur;
     if (!p) return;
     this.cur = undefined;
-    this.writeStage(p);
+    const file = await p.file;
     const tail = packTail(this.keys, p.blobs);
-    let at = p.offset;
+    let size = p.offset;
     for (const t of tail) {
       p.hash.update(t);
-      const pos = at;
-      p.writes.push(handled(p.file.then((f) => f.writeAt(t, pos))));
-      at += t.length;
+      size += t.length;
     }
     const id = p.hash.digest('hex');
-    const size = at;
+    try {
+      await file.append(tail);
+    } catch (err) {
+      await file.abort();
+      throw err;
+    }
     while (this.committing.size >= MAX_COMMITS) await Promise.race(this.committing);
-    if (this.failure) throw this.failure;
+    if (this.failure) {
+      await file.abort();
+      throw this.failure;
+    }
     const c: Promise<void> = (async () => {
-      const file = await p.file;
       try {
-        await this.settle(p.writes);
         await file.commit(id);
       } catch (err) {
         await file.abort();

@@ -4,6 +4,7 @@ import { constants as fsc } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { alignedMemory, DIRECT_ALIGN, O_DIRECT, refusesDirect } from './direct-io.js';
 
 export type FileKind = 'config' | 'keys' | 'data' | 'index' | 'snapshots' | 'locks' | 'obsolete';
 export const KINDS: readonly FileKind[] = ['keys', 'data', 'index', 'snapshots', 'locks', 'obsolete'];
@@ -102,20 +103,8 @@ export async function publishFile(tmp: string, file: string): Promise<void> {
   await fsyncDir(path.dirname(file));
 }
 
-/** Bytes per write of a pack being made (TempFile), and the alignment O_DIRECT needs of memory, offsets and
- * lengths (4 KiB covers every common disk's logical block). */
+/** Bytes per write of a pack being made (TempFile). */
 const BLOCK = 1024 * 1024;
-const DIRECT_ALIGN = 4096;
-/** O_DIRECT where the platform has it (Linux); elsewhere packs go through the page cache. */
-const O_DIRECT: number | undefined = fsc.O_DIRECT;
-
-/** Memory at a page boundary, which O_DIRECT needs: a WebAssembly memory's buffer is page-aligned, Node's buffers
- * are not (malloc's alignment). Only the pages touched become resident. */
-function alignedMemory(bytes: number): Buffer {
-  const pages = Math.ceil(bytes / 65536);
-  const Memory = (globalThis as unknown as { WebAssembly: { Memory: new (d: { initial: number; maximum: number }) => { buffer: ArrayBuffer } } }).WebAssembly.Memory;
-  return Buffer.from(new Memory({ initial: pages, maximum: pages }).buffer, 0, bytes);
-}
 
 /** The blocks one writer stages its bytes in (a few, each BLOCK long, reused): a block is lent to a file while it
  * fills and is written, and comes back when its write is done. Whether the vault's file system takes O_DIRECT is
@@ -144,10 +133,9 @@ export class WriteBlocks {
 
 /** A file written from start to end under a temporary name; commit() makes it durable under its final name.
  * Bytes are copied into blocks of BLOCK bytes as they come (the caller's buffers are free at once) and each full
- * block is written while the next fills. Full blocks bypass the page cache (O_DIRECT, where the file system takes
- * it): the file is written once, made durable at once and not read back by this process, and copying 1.5 GB
- * through the page cache cost this machine's kernel 2-5 CPU-seconds per first backup (decision 0019). The last,
- * partial block goes through the page cache (O_DIRECT needs whole blocks). */
+ * block is written while the next fills. Full blocks bypass the page cache (direct-io.ts): copying 1.5 GB of packs
+ * through it cost this machine's kernel 2-5 CPU-seconds per first backup (decision 0019). The last,
+ * partial block goes through the page cache. */
 export class TempFile {
   private block: Buffer | undefined;
   private used = 0;
@@ -174,8 +162,8 @@ export class TempFile {
         direct = await fsp.open(p, fsc.O_WRONLY | O_DIRECT!);
         blocks.direct = true;
       } catch (err) {
-        // EINVAL: a file system without O_DIRECT (some FUSE drivers). Anything else is a real failure.
-        if ((err as NodeJS.ErrnoException).code !== 'EINVAL') {
+        // A file system without O_DIRECT (some FUSE drivers). Anything else is a real failure.
+        if (!refusesDirect(err)) {
           await fh.close();
           await fsp.rm(p, { force: true });
           throw err;
@@ -232,7 +220,7 @@ export class TempFile {
         return;
       } catch (err) {
         // A file system that opens with O_DIRECT but refuses the write: write this and every later block buffered.
-        if ((err as NodeJS.ErrnoException).code !== 'EINVAL') throw err;
+        if (!refusesDirect(err)) throw err;
         this.blocks.direct = false;
         const d = this.direct;
         this.direct = undefined;

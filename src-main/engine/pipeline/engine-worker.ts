@@ -444,8 +444,7 @@ function verifyJob(job: VerifyJob): JobValue {
         const rel = b.offset - run.start;
         try {
           // A chunk past the end of a truncated pack gets fewer bytes than it needs and fails to authenticate.
-          const plain = opener.open(buf.subarray(rel, Math.min(rel + b.length, got)), b, job.packId);
-          maybeCollect(plain.length);
+          maybeCollect(opener.check(buf.subarray(rel, Math.min(rel + b.length, got)), b, job.packId));
         } catch (err) {
           if (!(err instanceof ChunkIntegrityError)) throw err;
           bad.push(b.id.toString('hex'));

@@ -78,10 +78,10 @@ function maybeCollect(openedBytes: number): void {
   if (compressorsMade - gcMark < 4000 && openedSinceGc < OPENED_PER_GC) return;
   collectNow();
 }
-/** A backup collects when its pack writer has seen its writes in flight done (every 4 MiB written): nothing sealed
- * is then still referenced, so the collection frees it all and moves nothing to the old generation. Collecting on
- * a byte count instead caught sealed pieces still waiting for their write; they outlived two collections, moved to
- * the old generation, and waited there for a full collection (every 1 MiB: a first backup peaked at 367-385 MB). */
+/** A backup collects after every 4 MiB its pack writer has taken: the writer copies each sealed blob into its write
+ * blocks at once (decision 0019), so nothing sealed before is still referenced, the collection frees it all and
+ * moves nothing to the old generation. (Before the copy, sealed pieces waiting for their write outlived two
+ * collections, moved to the old generation and waited there for a full one: a first backup peaked at 367-385 MB.) */
 function collectNow(): void {
   gcMark = compressorsMade;
   openedSinceGc = 0;

@@ -134,7 +134,7 @@ export class WriteBlocks {
 /** A file written from start to end under a temporary name; commit() makes it durable under its final name.
  * Bytes are copied into blocks of BLOCK bytes as they come (the caller's buffers are free at once) and each full
  * block is written while the next fills. Full blocks bypass the page cache (direct-io.ts): copying 1.5 GB of packs
- * through it cost this machine's kernel 2-5 CPU-seconds per first backup (decision 0019). The last,
+ * through it cost this machine's kernel 2-8 CPU-seconds per first backup (decision 0019). The last,
  * partial block goes through the page cache. */
 export class TempFile {
   private block: Buffer | undefined;
@@ -243,8 +243,11 @@ export class TempFile {
       if (this.failure) throw this.failure;
       await this.fh.sync();
     } finally {
-      await this.direct?.close();
-      await this.fh.close();
+      try {
+        await this.direct?.close();
+      } finally {
+        await this.fh.close();
+      }
     }
     const file = this.dest(name);
     await fsp.mkdir(path.dirname(file), { recursive: true });

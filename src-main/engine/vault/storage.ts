@@ -116,7 +116,15 @@ export class WriteBlocks {
   direct: boolean | undefined = O_DIRECT === undefined ? false : undefined;
 
   constructor(count: number) {
-    const memory = alignedMemory(count * BLOCK);
+    let memory: Buffer;
+    try {
+      memory = alignedMemory(count * BLOCK);
+    } catch {
+      // WebAssembly memory refused (address space limited by ulimit -v, WebAssembly disabled): ordinary memory,
+      // written through the page cache.
+      memory = Buffer.allocUnsafeSlow(count * BLOCK);
+      this.direct = false;
+    }
     for (let i = 0; i < count; i++) this.free.push(memory.subarray(i * BLOCK, (i + 1) * BLOCK));
   }
 

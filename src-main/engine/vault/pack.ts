@@ -252,6 +252,10 @@ function memberOf(keys: MasterKeys, group: Buffer, member: PackBlob, packId: str
  * decrypted and decompressed once. */
 export class BlobOpener {
   private readonly groups = new Map<string, Buffer>();
+  /** Bytes of the buffers made since takeMade() was last called: decrypted and decompressed bytes of each blob
+   * opened. A group opened for one of its 4 KiB pages makes ~350 KB; counting only the pages returned, a restore
+   * that took a few pages from each of many groups left tens of MB of them for V8's heuristics (see takeMade). */
+  private made = 0;
   /** The group opened or found last: consecutive members of one group skip the map and its string key. */
   private lastPack = '';
   private lastOffset = -1;
@@ -264,17 +268,23 @@ export class BlobOpener {
 
   /** Check a chunk without keeping its plaintext (verify); returns its length. */
   check(sealed: Buffer, blob: PackBlob, packId: string): number {
-    return inPieces(blob) ? checkPlainInPieces(this.keys, sealed, blob, packId) : this.open(sealed, blob, packId).length;
+    if (!inPieces(blob)) return this.open(sealed, blob, packId).length;
+    this.made += sealed.length;
+    return checkPlainInPieces(this.keys, sealed, blob, packId);
   }
 
   open(sealed: Buffer, blob: PackBlob, packId: string): Buffer {
-    if (!isMember(blob)) return openBlob(this.keys, sealed, blob, packId);
+    if (!isMember(blob)) {
+      this.made += sealed.length + (blob.compression === Compression.None ? 0 : blob.rawLength);
+      return openBlob(this.keys, sealed, blob, packId);
+    }
     if (this.last && blob.offset === this.lastOffset && packId === this.lastPack) return memberOf(this.keys, this.last, blob, packId);
     const at = `${packId}:${blob.offset}`;
     let group = this.groups.get(at);
     if (group) {
       this.groups.delete(at);
     } else {
+      this.made += sealed.length + (blob.compression === Compression.None ? 0 : blob.groupRaw!);
       group = openGroup(this.keys, sealed, blob, packId);
       if (this.groups.size >= this.keep) this.groups.delete(this.groups.keys().next().value!);
     }
@@ -283,6 +293,14 @@ export class BlobOpener {
     this.lastPack = packId;
     this.lastOffset = blob.offset;
     return memberOf(this.keys, group, blob, packId);
+  }
+
+  /** The bytes of buffers made since the last call (and start counting again): what is garbage once the chunks
+   * opened are written or checked, for the caller to collect on. */
+  takeMade(): number {
+    const n = this.made;
+    this.made = 0;
+    return n;
   }
 }
 

@@ -3,7 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { compressChunk } from '../../src-main/engine/vault/compress.js';
-import { hmac, seal } from '../../src-main/engine/vault/crypto.js';
+import { hmac, open, seal, sealLazily } from '../../src-main/engine/vault/crypto.js';
 import { BLOB_AAD, BlobOpener, BlobType, GROUP_AAD, type PackBlob } from '../../src-main/engine/vault/pack.js';
 
 const keys = { encryption: randomBytes(32), id: randomBytes(32) };
@@ -37,5 +37,49 @@ describe('BlobOpener', () => {
     expect(opener.takeMade()).toBe(sealed.length);
     expect(opener.check(sealed, blob, 'p')).toBe(photo.length);
     expect(opener.takeMade()).toBe(sealed.length);
+  });
+
+  it('opens a large uncompressed chunk in pieces no larger than asked, and throws once the pieces do not add up', () => {
+    const photo = randomBytes(3 * 1024 * 1024 + 17);
+    const sealed = seal(keys.encryption, photo, BLOB_AAD);
+    const blob: PackBlob = { id: hmac(keys.id, photo), type: BlobType.Data, compression: 0, offset: 0, length: sealed.length, rawLength: photo.length };
+    const opener = new BlobOpener(keys);
+    const pieces: Buffer[] = [];
+    opener.openTo(sealed, blob, 'p', 1024 * 1024, (p) => pieces.push(p));
+    expect(pieces.length).toBe(4);
+    expect(Math.max(...pieces.map((p) => p.length))).toBe(1024 * 1024);
+    expect(Buffer.concat(pieces).equals(photo)).toBe(true);
+    const damaged = Buffer.from(sealed);
+    damaged[damaged.length - 100] ^= 1;
+    let given = 0;
+    expect(() => opener.openTo(damaged, blob, 'p', 1024 * 1024, () => given++)).toThrow(/authentication failed/);
+    expect(given).toBe(4); // handed out before the tag is checked: the caller discards them (restore's partial file)
+    // A small chunk comes whole.
+    const small = randomBytes(1000);
+    const sealedSmall = seal(keys.encryption, small, BLOB_AAD);
+    const whole: Buffer[] = [];
+    opener.openTo(sealedSmall, { ...blob, id: hmac(keys.id, small), length: sealedSmall.length, rawLength: small.length }, 'p', 1024 * 1024, (p) => whole.push(p));
+    expect(whole.length).toBe(1);
+    expect(whole[0]!.equals(small)).toBe(true);
+  });
+});
+
+describe('sealLazily', () => {
+  it('makes the bytes seal makes, of the length it announces, one piece when asked', () => {
+    const data = randomBytes(3 * 1024 * 1024 + 5);
+    const lazy = sealLazily(keys.encryption, data, BLOB_AAD, 1024 * 1024);
+    expect(lazy.length).toBe(data.length + 28);
+    const parts: Buffer[] = [];
+    for (const p of lazy.pieces) {
+      expect(p.length).toBeLessThanOrEqual(1024 * 1024);
+      parts.push(p);
+    }
+    expect(parts.length).toBe(1 + 4 + 1); // nonce, four pieces of ciphertext, tag
+    const all = Buffer.concat(parts);
+    expect(all.length).toBe(lazy.length);
+    expect(open(keys.encryption, all, BLOB_AAD).equals(data)).toBe(true);
+    // A second lazy seal of the same bytes uses another nonce.
+    const again = Buffer.concat([...sealLazily(keys.encryption, data, BLOB_AAD, 1024 * 1024).pieces]);
+    expect(again.subarray(0, 12).equals(all.subarray(0, 12))).toBe(false);
   });
 });

@@ -10,7 +10,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { FastCdc, FixedCutter, gearTable, type Cutter } from '../chunker/chunkers.js';
 import { compressChunk, compressorsMade } from '../vault/compress.js';
 import { IdTable } from '../vault/id-table.js';
-import { sealParts } from '../vault/crypto.js';
+import { sealLazily, sealParts } from '../vault/crypto.js';
 import type { MasterKeys } from '../vault/keys.js';
 import { BLOB_AAD, BlobOpener, BlobType, ChunkIntegrityError, GROUP_AAD, Ref, REF_WIDTH, blobRef, blobRuns, decodePackHeader, runsOf, encodePackHeader, packTailMatches, parsePack, type PackBlob } from '../vault/pack.js';
 import { copySqliteTo, integrityCheck, tableCounts } from '../sources/sqlite.js';
@@ -33,6 +33,10 @@ function isNew(id: Buffer): boolean {
   return !stored?.has(id) && added.add(id) >= 0;
 }
 const fileCutter = new FastCdc(gearTable(keys.id), init.cdc.min, init.cdc.avg, init.cdc.max);
+/** A file that fits in one chunk of the largest size is not cut (vaults whose config says so, decision 0020): its
+ * bytes are named, compressed and sealed once, and FastCDC's scan of it is skipped. No chunk is larger than before. */
+const wholeMax = Math.min(init.cdc.whole ?? 0, init.cdc.max);
+const wholeCutter = new FixedCutter(Math.max(1, wholeMax));
 const storage = new LocalStorage(init.location);
 const writer = new PackWriter(
   storage,
@@ -125,6 +129,10 @@ class Group {
 }
 let groupBuf: Group | undefined;
 
+/** A chunk larger than this is sealed as the pack writer takes it, a piece of this size at a time (sealLazily): whole
+ * files of up to 8 MiB are chunks (decision 0020), and their sealed copies had waited for collection beside them. */
+const SEAL_PIECE = 1024 * 1024;
+
 /** Name one chunk; if new, compress, seal and add it to the pack being filled (or to the group being gathered). */
 async function storeChunk(data: Buffer, tally: ChunkTally): Promise<void> {
   const id = createHmac('sha256', keys.id).update(data).digest();
@@ -142,7 +150,7 @@ async function storeChunk(data: Buffer, tally: ChunkTally): Promise<void> {
   }
   // A file's chunk is compressed at quality 1, whose output decodes ~1.7x faster; pages stay at 0 (compress.ts).
   const { payload, compression } = compressChunk(data, data.length > GROUP_MEMBER_MAX ? 1 : 0);
-  const sealed = sealParts(keys.encryption, payload, BLOB_AAD);
+  const sealed = payload.length > SEAL_PIECE ? sealLazily(keys.encryption, payload, BLOB_AAD, SEAL_PIECE) : sealParts(keys.encryption, payload, BLOB_AAD);
   await writer.add({ id, type: BlobType.Data, compression, rawLength: data.length, sealed });
   maybeCollect(0);
 }
@@ -184,8 +192,6 @@ function readBuffer(cutter: Cutter): Buffer {
 }
 
 async function chunkJob(job: ChunkJob): Promise<ChunkResult> {
-  const cutter: Cutter = job.fixed ? new FixedCutter(job.fixed) : fileCutter;
-  const buf = readBuffer(cutter);
   const fd = sourceCall(() => fs.openSync(job.path, 'r'));
   const tally = newTally(!!job.group);
   let pos = job.offset;
@@ -193,6 +199,10 @@ async function chunkJob(job: ChunkJob): Promise<ChunkResult> {
   let have = 0;
   let eof = false;
   try {
+    let cutter: Cutter = fileCutter;
+    if (job.fixed) cutter = new FixedCutter(job.fixed);
+    else if (wholeMax > 0 && job.offset === 0 && job.length === undefined && sourceCall(() => fs.fstatSync(fd)).size <= wholeMax) cutter = wholeCutter;
+    const buf = readBuffer(cutter);
     for (;;) {
       while (!eof && have < buf.length) {
         const want = Math.min(buf.length - have, end - pos);
@@ -376,11 +386,16 @@ function restoreJob(job: RestoreJob): JobValue {
         const i = order[k]!;
         const b = blobRef(job, i);
         const rel = b.offset - run.start;
-        const plain = opener.open(buf.subarray(rel, rel + b.length), b, pack);
-        if (pending.length > 0 && (dest[i] !== pendingAt + pendingBytes || pendingBytes >= PENDING_MAX || pending.length >= 512)) flushOut();
-        if (pending.length === 0) pendingAt = dest[i]!;
-        pending.push(plain);
-        pendingBytes += plain.length;
+        let at = dest[i]!;
+        // A large uncompressed chunk (a photo) comes in pieces, written as they come: into the partial file, which
+        // the restore removes if the chunk then fails to authenticate.
+        opener.openTo(buf.subarray(rel, rel + b.length), b, pack, PENDING_MAX, (plain) => {
+          if (pending.length > 0 && (at !== pendingAt + pendingBytes || pendingBytes >= PENDING_MAX || pending.length >= 512)) flushOut();
+          if (pending.length === 0) pendingAt = at;
+          pending.push(plain);
+          pendingBytes += plain.length;
+          at += plain.length;
+        });
         maybeCollect(opener.takeMade());
       }
     }

@@ -4,6 +4,7 @@
 // Blobs are copied into the file's write blocks as they come (TempFile), so memory stays at a few MiB of blocks
 // whatever the pack size. At most one pack is being made durable at a time. Packs are durable before anyone is told.
 import { createHash, type Hash } from 'node:crypto';
+import type { LazySealed } from '../vault/crypto.js';
 import type { MasterKeys } from '../vault/keys.js';
 import { BlobType, packTail, type PackBlob, type PackNaming } from '../vault/pack.js';
 import type { PackRecord } from '../vault/index-file.js';
@@ -14,8 +15,9 @@ export interface SealedBlob {
   type: number;
   compression: number;
   rawLength: number;
-  /** The sealed blob, whole or in pieces to be written one after the other (sealParts). */
-  sealed: Buffer | readonly Buffer[];
+  /** The sealed blob, whole or in pieces to be written one after the other (sealParts), or made as it is written
+   * (sealLazily). */
+  sealed: Buffer | readonly Buffer[] | LazySealed;
 }
 
 /** Several small chunks compressed and sealed as one blob (format 2): the members, in order, make its plaintext. */
@@ -48,6 +50,14 @@ function handled<T>(p: Promise<T>): Promise<T> {
   return p;
 }
 
+/** The pieces, each added to the hash as it is taken (format 1 names a pack by the SHA-256 of all its bytes). */
+function* hashed(parts: Iterable<Buffer>, hash: Hash): Generator<Buffer> {
+  for (const part of parts) {
+    hash.update(part);
+    yield part;
+  }
+}
+
 export class PackWriter {
   private cur: OpenPack | undefined;
   private readonly committing = new Set<Promise<void>>();
@@ -68,8 +78,16 @@ export class PackWriter {
   async add(blob: SealedBlob | SealedGroup): Promise<void> {
     if (this.failure) throw this.failure;
     const p = (this.cur ??= this.open());
-    const parts = Buffer.isBuffer(blob.sealed) ? [blob.sealed] : blob.sealed;
-    const length = parts.reduce((a, b) => a + b.length, 0);
+    const sealed = blob.sealed;
+    let parts: Iterable<Buffer>;
+    let length: number;
+    if (Buffer.isBuffer(sealed) || Array.isArray(sealed)) {
+      const list: readonly Buffer[] = Buffer.isBuffer(sealed) ? [sealed] : (sealed as readonly Buffer[]);
+      parts = list;
+      length = list.reduce((a, b) => a + b.length, 0);
+    } else {
+      ({ pieces: parts, length } = sealed as LazySealed);
+    }
     if ('members' in blob) {
       const groupRaw = blob.members.reduce((a, m) => a + m.rawLength, 0);
       let inner = 0;
@@ -80,9 +98,8 @@ export class PackWriter {
     } else {
       p.blobs.push({ id: blob.id, type: blob.type, compression: blob.compression, offset: p.offset, length, rawLength: blob.rawLength });
     }
-    if (this.naming === 'content') for (const part of parts) p.hash.update(part);
     p.offset += length;
-    await (await p.file).append(parts);
+    await (await p.file).append(this.naming === 'content' ? hashed(parts, p.hash) : parts);
     this.sinceSettle += length;
     if (this.sinceSettle >= SETTLE_EVERY) {
       this.sinceSettle = 0;

@@ -8,7 +8,8 @@ export interface WorkerInit {
   encryptionKey: Uint8Array;
   idKey: Uint8Array;
   packSize: number;
-  cdc: { min: number; avg: number; max: number };
+  /** How files are cut; a file of at most `whole` bytes is one chunk (absent: every file is cut). */
+  cdc: { min: number; avg: number; max: number; whole?: number };
   /** The vault's format allows groups of small chunks, and names packs by their tail (format 2). */
   groups: boolean;
   packNaming: 'tail' | 'content';

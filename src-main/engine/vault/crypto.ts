@@ -48,6 +48,34 @@ export function sealParts(key: Buffer, plaintext: Uint8Array | readonly Uint8Arr
   return out;
 }
 
+/** A sealed blob whose ciphertext is made as its pieces are taken (sealLazily). */
+export interface LazySealed {
+  /** Bytes of all the pieces together: the plaintext's length plus SEAL_OVERHEAD. */
+  readonly length: number;
+  /** nonce, the ciphertext in pieces, tag: one pass only. */
+  readonly pieces: Iterable<Buffer>;
+}
+
+/** The bytes sealParts makes, with each piece of ciphertext (at most `piece` bytes) made only when the consumer takes
+ * it: a writer that copies pieces into its blocks holds one piece at a time, not a copy of the whole blob (a whole
+ * photo of several MB, decision 0020). The plaintext must not change until every piece is taken. */
+export function sealLazily(key: Buffer, plaintext: Uint8Array, aad: string, piece: number): LazySealed {
+  const nonce = nextNonce();
+  function* pieces(): Generator<Buffer> {
+    const cipher = createCipheriv('aes-256-gcm', key, nonce);
+    cipher.setAAD(Buffer.from(aad, 'utf8'));
+    yield nonce;
+    for (let at = 0; at < plaintext.length; at += piece) {
+      const body = cipher.update(plaintext.subarray(at, Math.min(plaintext.length, at + piece)));
+      if (body.length > 0) yield body;
+    }
+    const final = cipher.final();
+    if (final.length > 0) yield final;
+    yield cipher.getAuthTag();
+  }
+  return { length: plaintext.length + SEAL_OVERHEAD, pieces: pieces() };
+}
+
 export function open(key: Buffer, sealed: Uint8Array, aad: string, what = aad): Buffer {
   if (sealed.length < SEAL_OVERHEAD) throw new AuthError(what);
   const buf = Buffer.from(sealed.buffer, sealed.byteOffset, sealed.length);

@@ -186,17 +186,20 @@ export function openBlob(keys: MasterKeys, sealed: Buffer, blob: PackBlob, packI
   return checkId(keys, plain, blob, packId);
 }
 
-/** Check an uncompressed data blob without keeping its plaintext (verify): it is decrypted and hashed 256 KiB at a
- * time, so nothing the size of the chunk (a photo's chunks are up to 8 MiB) is made, and each piece is hashed while
- * it is still in the CPU's cache. Returns the plaintext's length. (Restore, which keeps the plaintext, gained
- * nothing from pieces.) */
-function checkPlainInPieces(keys: MasterKeys, sealed: Buffer, blob: PackBlob, packId: string): number {
+/** Open an uncompressed data blob a piece of at most `piece` bytes at a time, giving each piece of plaintext to `take`
+ * as it is decrypted, and hashing it while it is still in the CPU's cache; nothing the size of the chunk is made (a
+ * whole photo is one chunk since decision 0020). The pieces are not authenticated until this returns: it throws
+ * ChunkIntegrityError afterwards if the blob was changed or is not the chunk named, and the caller must then discard
+ * what it was given (verify keeps nothing; restore writes into a partial file that is removed). Returns the
+ * plaintext's length. */
+function openPlainInPieces(keys: MasterKeys, sealed: Buffer, blob: PackBlob, packId: string, piece: number, take?: (plain: Buffer) => void): number {
   const h = createHmac('sha256', keys.id);
   let length = 0;
   try {
-    openInPieces(keys.encryption, sealed, BLOB_AAD, CHECK_PIECE, (plain) => {
+    openInPieces(keys.encryption, sealed, BLOB_AAD, piece, (plain) => {
       h.update(plain);
       length += plain.length;
+      take?.(plain);
     });
   } catch {
     throw new ChunkIntegrityError(blob.id.toString('hex'), packId, 'authentication failed (the stored bytes were changed)');
@@ -205,7 +208,7 @@ function checkPlainInPieces(keys: MasterKeys, sealed: Buffer, blob: PackBlob, pa
   return length;
 }
 
-/** Whether verify checks a blob in pieces (checkPlainInPieces). */
+/** Whether a blob can be opened in pieces (openPlainInPieces): uncompressed, not a group. */
 function inPieces(blob: PackBlob): boolean {
   return !isMember(blob) && blob.compression === Compression.None;
 }
@@ -270,7 +273,18 @@ export class BlobOpener {
   check(sealed: Buffer, blob: PackBlob, packId: string): number {
     if (!inPieces(blob)) return this.open(sealed, blob, packId).length;
     this.made += sealed.length;
-    return checkPlainInPieces(this.keys, sealed, blob, packId);
+    return openPlainInPieces(this.keys, sealed, blob, packId, CHECK_PIECE);
+  }
+
+  /** Open a chunk and give its plaintext to `take`: in pieces of at most `piece` bytes if it is an uncompressed data
+   * blob larger than that (unauthenticated until this returns, see openPlainInPieces), else whole. */
+  openTo(sealed: Buffer, blob: PackBlob, packId: string, piece: number, take: (plain: Buffer) => void): void {
+    if (!inPieces(blob) || blob.rawLength <= piece) {
+      take(this.open(sealed, blob, packId));
+      return;
+    }
+    this.made += sealed.length;
+    openPlainInPieces(this.keys, sealed, blob, packId, piece, take);
   }
 
   open(sealed: Buffer, blob: PackBlob, packId: string): Buffer {

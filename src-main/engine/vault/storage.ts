@@ -182,8 +182,9 @@ export class TempFile {
     return new TempFile(p, fh, direct, blocks, dest);
   }
 
-  /** Append the pieces (copied before this resolves). Rethrows an earlier write's failure. */
-  async append(parts: readonly Uint8Array[]): Promise<void> {
+  /** Append the pieces, taken one after the other (each copied before the next is taken, all before this resolves).
+   * Rethrows an earlier write's failure. */
+  async append(parts: Iterable<Uint8Array>): Promise<void> {
     if (this.failure) throw this.failure;
     for (const part of parts) {
       let off = 0;

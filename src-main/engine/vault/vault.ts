@@ -28,7 +28,9 @@ export interface VaultConfig {
   created: string;
   kdf: { name: 'scrypt'; N: number; r: number; p: number };
   chunking: {
-    files: { algorithm: 'fastcdc-2020'; min: number; avg: number; max: number };
+    /** `whole`: a file of at most this many bytes is stored as one chunk, not cut (vaults made before it existed
+     * cut every file; see decision 0020). */
+    files: { algorithm: 'fastcdc-2020'; min: number; avg: number; max: number; whole?: number };
     sqlite: { algorithm: 'pages'; minBytes: number };
     /** Database dumps (pg_dump output); vaults made before this existed use DEFAULT_DUMP_CHUNKING. */
     dumps?: { algorithm: 'fastcdc-2020'; min: number; avg: number; max: number };
@@ -49,7 +51,7 @@ export function defaultConfig(): VaultConfig {
     created: new Date().toISOString(),
     kdf: { name: 'scrypt', ...defaultScrypt() },
     chunking: {
-      files: { algorithm: 'fastcdc-2020', min: 512 * 1024, avg: 1024 * 1024, max: 8 * 1024 * 1024 },
+      files: { algorithm: 'fastcdc-2020', min: 512 * 1024, avg: 1024 * 1024, max: 8 * 1024 * 1024, whole: 8 * 1024 * 1024 },
       sqlite: { algorithm: 'pages', minBytes: 4096 },
       dumps: DEFAULT_DUMP_CHUNKING,
     },

@@ -43,6 +43,10 @@ describe('pack header with groups', () => {
     const list = blobs.map((blob) => ({ pack: 'p', blob }));
     expect(blobRuns(list, 1 << 20).map((r) => [r.start, r.end, r.from, r.to])).toEqual([[0, 450, 0, 5]]);
     expect(blobRuns(list, 100).map((r) => [r.start, r.end, r.from, r.to])).toEqual([[0, 100, 0, 1], [100, 400, 1, 4], [400, 450, 4, 5]]);
+    // No run passes maxBytes by taking one more blob: under 350 the group's 300 bytes do not join the first 100,
+    // the last 50 join the group. (A blob larger than maxBytes is a run of its own, as under 100.)
+    expect(blobRuns(list, 350).map((r) => [r.start, r.end])).toEqual([[0, 100], [100, 450]]);
+    expect(blobRuns(list, 400).map((r) => [r.start, r.end])).toEqual([[0, 400], [400, 450]]);
     // A file that uses the group's third member, then the first data blob and the second member (which follow each
     // other in the pack), then a blob of another pack.
     const jumpy = [list[3]!, list[0]!, list[2]!, { pack: 'q', blob: blobs[0]! }];

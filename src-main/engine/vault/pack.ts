@@ -319,8 +319,9 @@ export class BlobOpener {
 }
 
 /** A list of chunks cut into runs that each read one stretch of one pack: blobs that follow each other, and chunks
- * that share the blob before them (members of one group, a chunk repeated). [from, to) index the list; [start, end)
- * are pack offsets. */
+ * that share the blob before them (members of one group, a chunk repeated), no longer than maxBytes unless one blob
+ * alone is (a run used to end only once it had passed maxBytes, by up to a whole photo: 9 MiB read buffers).
+ * [from, to) index the list; [start, end) are pack offsets. */
 export function blobRuns(list: Array<{ pack: string; blob: PackBlob }>, maxBytes: number): Array<{ pack: string; start: number; end: number; from: number; to: number }> {
   return runsOf(list.length, (i) => list[i]!.pack, (i) => list[i]!.blob.offset, (i) => list[i]!.blob.length, maxBytes).map((r) => ({ ...r, pack: list[r.from]!.pack }));
 }
@@ -344,7 +345,7 @@ export function runsOf(
       if (pack(j) !== p) break;
       const o = offset(j);
       if (o !== offset(j - 1)) {
-        if (o !== end || end - start >= maxBytes) break;
+        if (o !== end || end + length(j) - start > maxBytes) break;
         end += length(j);
       }
       j++;

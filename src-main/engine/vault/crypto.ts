@@ -31,21 +31,25 @@ export function seal(key: Buffer, plaintext: Uint8Array, aad: string): Buffer {
   return Buffer.concat(sealParts(key, plaintext, aad));
 }
 
-/** seal() as its pieces, for a writer that writes them one after the other: a megabyte chunk is not copied once
- * more only to join 28 bytes to it. The plaintext may come in pieces too (the same bytes as joined). */
-export function sealParts(key: Buffer, plaintext: Uint8Array | readonly Uint8Array[], aad: string): Buffer[] {
+/** The sealed bytes in pieces: the nonce, the ciphertext of each piece of plaintext as it is taken, the tag. */
+function* sealing(key: Buffer, plaintext: Iterable<Uint8Array>, aad: string): Generator<Buffer> {
   const nonce = nextNonce();
   const cipher = createCipheriv('aes-256-gcm', key, nonce);
   cipher.setAAD(Buffer.from(aad, 'utf8'));
-  const out = [nonce];
-  for (const piece of plaintext instanceof Uint8Array ? [plaintext] : plaintext) {
+  yield nonce;
+  for (const piece of plaintext) {
     const body = cipher.update(piece);
-    if (body.length > 0) out.push(body);
+    if (body.length > 0) yield body;
   }
   const final = cipher.final();
-  if (final.length > 0) out.push(final);
-  out.push(cipher.getAuthTag());
-  return out;
+  if (final.length > 0) yield final;
+  yield cipher.getAuthTag();
+}
+
+/** seal() as its pieces, for a writer that writes them one after the other: a megabyte chunk is not copied once
+ * more only to join 28 bytes to it. The plaintext may come in pieces too (the same bytes as joined). */
+export function sealParts(key: Buffer, plaintext: Uint8Array | readonly Uint8Array[], aad: string): Buffer[] {
+  return [...sealing(key, plaintext instanceof Uint8Array ? [plaintext] : plaintext, aad)];
 }
 
 /** A sealed blob whose ciphertext is made as its pieces are taken (sealLazily). */
@@ -60,20 +64,10 @@ export interface LazySealed {
  * it: a writer that copies pieces into its blocks holds one piece at a time, not a copy of the whole blob (a whole
  * photo of several MB, decision 0020). The plaintext must not change until every piece is taken. */
 export function sealLazily(key: Buffer, plaintext: Uint8Array, aad: string, piece: number): LazySealed {
-  const nonce = nextNonce();
-  function* pieces(): Generator<Buffer> {
-    const cipher = createCipheriv('aes-256-gcm', key, nonce);
-    cipher.setAAD(Buffer.from(aad, 'utf8'));
-    yield nonce;
-    for (let at = 0; at < plaintext.length; at += piece) {
-      const body = cipher.update(plaintext.subarray(at, Math.min(plaintext.length, at + piece)));
-      if (body.length > 0) yield body;
-    }
-    const final = cipher.final();
-    if (final.length > 0) yield final;
-    yield cipher.getAuthTag();
+  function* slices(): Generator<Uint8Array> {
+    for (let at = 0; at < plaintext.length; at += piece) yield plaintext.subarray(at, Math.min(plaintext.length, at + piece));
   }
-  return { length: plaintext.length + SEAL_OVERHEAD, pieces: pieces() };
+  return { length: plaintext.length + SEAL_OVERHEAD, pieces: sealing(key, slices(), aad) };
 }
 
 export function open(key: Buffer, sealed: Uint8Array, aad: string, what = aad): Buffer {

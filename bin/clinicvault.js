@@ -1,10 +1,12 @@
 #!/usr/bin/env node
 // Entry point of the clinicvault command: runs the compiled CLI (npm run build makes dist/).
-import { holdYoungGeneration } from '../dist/src-main/engine/pipeline/young-generation.js';
+import { holdYoungGeneration, setEngineFlags } from '../dist/src-main/engine/pipeline/young-generation.js';
 
 // The main thread only keeps the books; its young generation stays at its initial size (young-generation.ts): the
 // peak of every step is lower at the same speed (docs/PERFORMANCE.md, decision 0017).
 holdYoungGeneration();
+// Less optimizing-compiler work and buffers freed as soon as they are collected (young-generation.ts, decision 0021).
+setEngineFlags();
 
 const { main } = await import('../dist/src-main/cli/main.js');
 process.exitCode = await main(process.argv);

@@ -168,7 +168,10 @@ export function buildProgram(): Command {
       let vault: Vault;
       try {
         for (const f of o.sqlite) sqliteCopies.push(await startSqliteCopy(path.resolve(f), tmpDir));
-        vault = await Vault.open(o.vault, secret);
+        const opening = Vault.open(o.vault, secret);
+        opening.catch(() => undefined);
+        for (const c of sqliteCopies) await c.checkWhile(opening);
+        vault = await opening;
       } catch (e) {
         for (const c of sqliteCopies) await c.cleanup().catch(() => undefined);
         throw e;

@@ -296,15 +296,16 @@ class BackupRun {
         },
         (error: unknown) => ({ ok: false as const, error: describeCopyError(db, error) }),
       );
-      copies.push({ db, copyPath, made });
+      copies.push({ db, copyPath, made, checked: early?.checked });
       this.progress.filesTotal++;
     }
     // Each database is cut as soon as its copy is made, while this thread walks the folders (~0.3 s of a second
     // backup that the workers spent waiting).
-    const dbJobs = copies.map(async ({ copyPath, made }) => {
+    const dbJobs = copies.map(async ({ copyPath, made, checked }) => {
       const copy = this.check(await made);
       const fixed = sqliteChunkSize(copy.pageSize, this.vault.config.chunking.sqlite.minBytes);
-      const check = this.job(pool, pool.run<SqliteCheckResult>({ kind: 'sqlite-check', path: copyPath, quick: true }));
+      // Checked already if the CLI ran the check while it unlocked the vault (EarlySqliteCopy.checkWhile).
+      const check = this.job(pool, checked ?? pool.run<SqliteCheckResult>({ kind: 'sqlite-check', path: copyPath, quick: true }));
       const segments: Array<Promise<Settled<ChunkResult>>> = [];
       for (let off = 0; off < Math.max(copy.size, 1); off += DB_SEGMENT) {
         const length = off + DB_SEGMENT >= copy.size ? undefined : DB_SEGMENT;

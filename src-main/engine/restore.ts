@@ -221,8 +221,9 @@ async function restoreWith(vault: Vault, snapshot: Snapshot, opts: RestoreOption
   opts.signal?.addEventListener('abort', () => void pool.close(), { once: true });
   const index = opts.index ?? (await vault.loadIndex());
   // The index files and the snapshot just read are garbage now; collected before the workers fill up, the restore
-  // peaked at 207-251 MB (mean 222, eleven runs) against 219-268 (mean 236, eleven runs, alternating). That was a
-  // young collection (Node 20's gc({ type: 'major' }) is one); it has been a full one since decision 0021.
+  // peaked at 207-251 MB (mean 222, eleven runs) against 219-268 (mean 236, eleven runs, alternating), with a
+  // full collection; from commit b326b3e to decision 0021 this call made only a young one (Node 20's
+  // gc({ type: 'major' }) is one).
   collectGarbage();
   const progress: RestoreProgress = { filesDone: 0, filesTotal: files.length, bytesDone: 0, bytesTotal: files.reduce((a, f) => a + f.entry.size, 0) };
   const result: RestoreResult = { target, files: 0, bytes: 0, failed: [], databases: [] };

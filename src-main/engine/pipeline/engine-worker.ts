@@ -1,7 +1,6 @@
 // The engine's worker thread: the CPU-heavy, byte-touching half of backup, restore and verify. Each worker reads
 // its own files, so reading, hashing, compressing, encrypting and writing overlap across cores while the main
 // thread only keeps the books. Jobs run one at a time per worker, in the order they arrive.
-import Database from 'better-sqlite3';
 import { spawn } from 'node:child_process';
 import { createHash, createHmac } from 'node:crypto';
 import * as path from 'node:path';
@@ -14,7 +13,7 @@ import { IdTable } from '../vault/id-table.js';
 import { sealLazily, sealParts } from '../vault/crypto.js';
 import type { MasterKeys } from '../vault/keys.js';
 import { BLOB_AAD, BlobOpener, BlobType, ChunkIntegrityError, GROUP_AAD, Ref, REF_WIDTH, blobRef, blobRuns, decodePackHeader, runsOf, encodePackHeader, packTailMatches, parsePack, type PackBlob } from '../vault/pack.js';
-import { copySqliteTo, integrityCheck, tableCounts } from '../sources/sqlite.js';
+import { checkDatabaseFile, copySqliteTo } from '../sources/sqlite.js';
 import { LocalStorage } from '../vault/storage.js';
 import { PackWriter } from './pack-writer.js';
 import { collectGarbage } from './young-generation.js';
@@ -517,22 +516,6 @@ function verifyJob(job: VerifyJob): JobValue {
   }
 }
 
-/** Pages SQLite may keep cached while a quick check reads the database once: 1 MiB instead of better-sqlite3's 16 MiB
- * default. quick_check of the 200 MB bench database takes the same ~0.3 s either way, and the default's 16 MB were
- * resident at the peak of a restore (heaptrack) and of a first backup, whose checks run beside the chunking. The
- * full integrity_check (test restores, exports) keeps the default: it re-reads index pages, ~0.1 s slower on 1 MiB. */
-const QUICK_CHECK_CACHE_KIB = 1024;
-
-function sqliteCheckJob(path: string, quick: boolean): JobValue {
-  const db = new Database(path, { readonly: true, fileMustExist: true });
-  try {
-    if (quick) db.pragma(`cache_size = -${QUICK_CHECK_CACHE_KIB}`);
-    return { integrityCheck: integrityCheck(db, quick), tables: tableCounts(db) };
-  } finally {
-    db.close();
-  }
-}
-
 async function run(job: WorkerJob): Promise<JobValue> {
   switch (job.kind) {
     case 'chunk':
@@ -551,7 +534,7 @@ async function run(job: WorkerJob): Promise<JobValue> {
     case 'sqlite-copy':
       return copySqliteTo(job.source, job.path);
     case 'sqlite-check':
-      return sqliteCheckJob(job.path, job.quick);
+      return checkDatabaseFile(job.path, job.quick);
   }
 }
 

@@ -34,9 +34,9 @@ export function tableCounts(db: Database.Database): Record<string, number> {
 const QUICK_CHECK_CACHE_KIB = 1024;
 
 /** SQLite's check of a database file (a backup's copy, a restored file) and its tables' row counts. A file too
- * damaged for SQLite to check is reported as failing the check, with SQLite's reason and the counts it could make:
- * the backup then stores it as it is and says so (a failed backup of a damaged database kept nothing of it), and a
- * restore names the database as not passing. */
+ * damaged for SQLite to check is reported as failing the check, with SQLite's reason (and no row counts if they
+ * cannot be made): the backup then stores it as it is and says so (the backup used to fail, keeping nothing of it),
+ * and a restore names the database as not passing. */
 export function checkDatabaseFile(file: string, quick: boolean): { integrityCheck: string; tables: Record<string, number> } {
   const db = new Database(file, { readonly: true, fileMustExist: true });
   try {

@@ -4,6 +4,9 @@ import Database from 'better-sqlite3';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { Worker } from 'node:worker_threads';
+import { workerScript } from '../pipeline/worker-script.js';
+import { reassertYoungGeneration } from '../pipeline/young-generation.js';
 import { ClinicVaultError, UsageError } from '../errors.js';
 
 export function quoteIdent(name: string): string {
@@ -58,6 +61,21 @@ export function checkDatabaseFile(file: string, quick: boolean): { integrityChec
   } finally {
     db.close();
   }
+}
+
+/** checkDatabaseFile on a thread of its own, which exits when it is done. */
+function checkOnThread(file: string, quick: boolean): Promise<{ integrityCheck: string; tables: Record<string, number> }> {
+  return new Promise((resolve, reject) => {
+    const worker = new Worker(workerScript('sqlite-check-worker', import.meta.url), { workerData: { path: file, quick } });
+    worker.once('message', (m: { ok: true; value: { integrityCheck: string; tables: Record<string, number> } } | { ok: false; message: string }) => {
+      if (m.ok) resolve(m.value);
+      else reject(new Error(m.message));
+    });
+    // Making its heap puts V8's semi-space growth factor back to 2 (young-generation.ts).
+    worker.once('online', reassertYoungGeneration);
+    worker.once('error', reject);
+    worker.once('exit', (code) => reject(new Error(`the database check stopped unexpectedly (exit code ${code})`)));
+  });
 }
 
 /** 'ok', or SQLite's list of problems. quick: PRAGMA quick_check (every page and record, without comparing
@@ -188,13 +206,10 @@ export async function startSqliteCopy(source: string, tmpDir: string): Promise<E
       );
       const ready = await Promise.race([made.then(() => true, () => false), waited.then(() => false)]);
       if (!ready || over) return;
-      // Synchronous: this thread has nothing else to do until the unlock ends (the check takes about as long).
-      try {
-        early.checked = Promise.resolve(checkDatabaseFile(copyPath, true));
-      } catch (err) {
-        early.checked = Promise.reject(err as Error);
-        early.checked.catch(() => undefined);
-      }
+      // On a thread of its own: run here, it held up the backup whenever the unlock ended while it ran (a copy made
+      // late, just before the unlock ended, delayed the workers' start by ~0.2 s in a CPU trace).
+      early.checked = checkOnThread(copyPath, true);
+      early.checked.catch(() => undefined);
     },
   };
   return early;

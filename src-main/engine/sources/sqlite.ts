@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
 import { workerScript } from '../pipeline/worker-script.js';
 import { reassertYoungGeneration } from '../pipeline/young-generation.js';
+import type { SqliteCheckResult } from '../pipeline/protocol.js';
 import { ClinicVaultError, UsageError } from '../errors.js';
 
 export function quoteIdent(name: string): string {
@@ -40,7 +41,7 @@ const QUICK_CHECK_CACHE_KIB = 1024;
  * damaged for SQLite to check is reported as failing the check, with SQLite's reason (and no row counts if they
  * cannot be made): the backup then stores it as it is and says so (the backup used to fail, keeping nothing of it),
  * and a restore names the database as not passing. */
-export function checkDatabaseFile(file: string, quick: boolean): { integrityCheck: string; tables: Record<string, number> } {
+export function checkDatabaseFile(file: string, quick: boolean): SqliteCheckResult {
   const db = new Database(file, { readonly: true, fileMustExist: true });
   try {
     if (quick) db.pragma(`cache_size = -${QUICK_CHECK_CACHE_KIB}`);
@@ -64,16 +65,17 @@ export function checkDatabaseFile(file: string, quick: boolean): { integrityChec
 }
 
 /** checkDatabaseFile on a thread of its own, which exits when it is done. */
-function checkOnThread(file: string, quick: boolean): Promise<{ integrityCheck: string; tables: Record<string, number> }> {
+function checkOnThread(file: string, quick: boolean): Promise<SqliteCheckResult> {
   return new Promise((resolve, reject) => {
     const worker = new Worker(workerScript('sqlite-check-worker', import.meta.url), { workerData: { path: file, quick } });
-    worker.once('message', (m: { ok: true; value: { integrityCheck: string; tables: Record<string, number> } } | { ok: false; message: string }) => {
+    worker.once('message', (m: { ok: true; value: SqliteCheckResult } | { ok: false; message: string }) => {
       if (m.ok) resolve(m.value);
       else reject(new Error(m.message));
     });
     // Making its heap puts V8's semi-space growth factor back to 2 (young-generation.ts).
     worker.once('online', reassertYoungGeneration);
     worker.once('error', reject);
+    // After a message this does nothing (the promise is settled); without one, the thread died.
     worker.once('exit', (code) => reject(new Error(`the database check stopped unexpectedly (exit code ${code})`)));
   });
 }
@@ -179,7 +181,7 @@ export interface EarlySqliteCopy {
    * one core is idle then, and both are busy once the backup runs). */
   checkWhile(busy: Promise<unknown>): Promise<void>;
   /** The quick check's result, if checkWhile ran it; otherwise the backup has a worker run it. */
-  checked?: Promise<{ integrityCheck: string; tables: Record<string, number> }>;
+  checked?: Promise<SqliteCheckResult>;
 }
 
 /** Start a consistent copy of `source` now, on this thread: a caller that must still unlock the vault (scrypt runs on

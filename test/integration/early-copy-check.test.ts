@@ -31,6 +31,18 @@ describe('the quick check of an early database copy', () => {
     expect(fs.existsSync(early.copyPath)).toBe(false);
   });
 
+  it('leaves no copy behind when the unlock fails while the check runs', async () => {
+    const work = tempDir('cv-early-');
+    const db = path.join(work, 'clinic.sqlite');
+    makeClinicDb(db, 300);
+    const early = await startSqliteCopy(db, path.join(work, 'tmp'));
+    await early.checkWhile(never);
+    // A wrong passphrase: the CLI cleans up at once, while the check's thread may still read the copy.
+    await early.cleanup();
+    expect(fs.existsSync(early.copyPath)).toBe(false);
+    expect(fs.readdirSync(path.join(work, 'tmp'))).toEqual([]);
+  });
+
   it('is left to the backup when the unlock ends first', async () => {
     const work = tempDir('cv-early-');
     const db = path.join(work, 'clinic.sqlite');

@@ -7,7 +7,7 @@ import type { MasterKeys } from '../vault/keys.js';
 import { formatFeatures, type VaultConfig } from '../vault/vault.js';
 import type { JobError, JobReply, JobValue, WorkerEvent, WorkerInit, WorkerJob } from './protocol.js';
 import { workerScript } from './worker-script.js';
-import { reassertYoungGeneration } from './young-generation.js';
+import { reassertYoungGeneration, setEngineFlags } from './young-generation.js';
 
 export class JobFailed extends Error {
   readonly code: string | undefined;
@@ -66,6 +66,9 @@ export class EnginePool {
       ...formatFeatures(config),
       knownIds: opts.knownIds,
     };
+    // The workers' collections rely on buffers being freed within a collection (engine-worker.ts collectNow): the
+    // flags are set here too, before any worker's heap is made, whoever runs the engine (the CLI sets them first).
+    setEngineFlags();
     const url = workerScript('engine-worker', import.meta.url);
     const n = opts.workers ?? workerCount();
     for (let i = 0; i < n; i++) {

@@ -24,8 +24,8 @@ export function reassertYoungGeneration(): void {
 /** A function is optimized by TurboFan once it has run this much bytecode (V8's default is 66 KB). */
 const INTERRUPT_BUDGET = 4_000_000;
 
-/** V8 settings for the engine, chosen once at start by the entry point (bin/clinicvault.js), for the main thread
- * and the workers it starts (V8's flags are per process; decision 0021):
+/** V8 settings for the engine, set by the entry point (bin/clinicvault.js) before anything loads, and again by each
+ * EnginePool before its workers start (V8's flags are per process; setting them twice is harmless; decision 0021):
  * - TurboFan optimizes a function only after ~60x more work than by default. A command lasts seconds, and its bytes
  *   are handled by native code (hashing, AES, Brotli); V8 had compiled ~170 functions, several of them 4-14 times
  *   over after deoptimizations (0.6-0.7 CPU-s of a first backup), and the compiler's memory was part of every

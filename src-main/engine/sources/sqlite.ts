@@ -199,7 +199,9 @@ export async function startSqliteCopy(source: string, tmpDir: string): Promise<E
     source,
     copyPath,
     made,
-    cleanup: () => Promise.allSettled([made, written]).then(cleanup),
+    // After the check too: a copy of the clinic's data must not outlive the backup (deleting a file still open
+    // fails on Windows, and the check's thread may still be reading it if the unlock failed).
+    cleanup: () => Promise.allSettled([made, written, early.checked]).then(cleanup),
     async checkWhile(busy: Promise<unknown>): Promise<void> {
       let over = false;
       const waited = busy.then(

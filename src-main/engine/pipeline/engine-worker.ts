@@ -122,7 +122,11 @@ function sourceCall<T>(fn: () => T): T {
 }
 
 interface ChunkTally {
-  ids: Buffer[];
+  /** The chunk ids so far, 32 bytes each (count of them), copied in as each is made. Kept as a list of digests until
+   * the job ended, a database segment's ~8,000 ids survived young collections and were promoted: hashing 224 MB of
+   * pages took 554 against 383 ms (best of five, the engine's V8 flags). */
+  ids: Buffer;
+  count: number;
   bytesRead: number;
   chunksNew: number;
   bytesNew: number;
@@ -151,7 +155,7 @@ const SEAL_PIECE = 1024 * 1024;
 /** Name one chunk; if new, compress, seal and add it to the pack being filled (or to the group being gathered). */
 async function storeChunk(data: Buffer, tally: ChunkTally): Promise<void> {
   const id = createHmac('sha256', keys.id).update(data).digest();
-  tally.ids.push(id);
+  pushId(tally, id);
   if (!isNew(id)) return;
   tally.chunksNew++;
   tally.bytesNew += data.length;
@@ -184,16 +188,30 @@ async function storeGroup(g: Group): Promise<void> {
 
 /** A tally for one job; a database's job gathers its small new chunks when the vault's format allows it. */
 function newTally(group: boolean): ChunkTally {
-  const t: ChunkTally = { ids: [], bytesRead: 0, chunksNew: 0, bytesNew: 0 };
+  const t: ChunkTally = { ids: Buffer.allocUnsafe(64 * 32), count: 0, bytesRead: 0, chunksNew: 0, bytesNew: 0 };
   if (group && init.groups) t.group = groupBuf ??= new Group();
   return t;
 }
 
 async function tallyResult(t: ChunkTally): Promise<ChunkResult> {
   if (t.group) await storeGroup(t.group);
-  const out = Buffer.alloc(t.ids.length * 32);
-  t.ids.forEach((id, i) => id.copy(out, i * 32));
+  // A copy of its own: a view would send the whole buffer it is part of.
+  const out = Buffer.allocUnsafeSlow(t.count * 32);
+  t.ids.copy(out, 0, 0, t.count * 32);
   return { ids: out, bytesRead: t.bytesRead, chunksNew: t.chunksNew, bytesNew: t.bytesNew };
+}
+
+function pushId(t: ChunkTally, id: Buffer): void {
+  const at = t.count * 32;
+  if (at + 32 > t.ids.length) {
+    const grown = Buffer.allocUnsafeSlow(t.ids.length * 2);
+    t.ids.copy(grown, 0, 0, at);
+    t.ids = grown;
+  }
+  // 32 bytes by hand: Buffer.copy's set-up costs more than the copy (id-table.ts).
+  const ids = t.ids;
+  for (let k = 0; k < 32; k++) ids[at + k] = id[k]!;
+  t.count++;
 }
 
 /** The worker's one read buffer, as much of it as this cutter needs: twice its largest chunk (16 MiB for files), at

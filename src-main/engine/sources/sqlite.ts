@@ -106,11 +106,14 @@ export async function checkSqliteSource(source: string): Promise<void> {
 export async function copyPathIn(tmpDir: string): Promise<{ copyPath: string; cleanup: () => Promise<void> }> {
   await fsp.mkdir(tmpDir, { recursive: true, mode: 0o700 });
   const copyPath = path.join(tmpDir, `sqlite-copy-${randomBytes(6).toString('hex')}.sqlite`);
+  let removing: Promise<void> | undefined;
   return {
     copyPath,
-    cleanup: async () => {
-      for (const suffix of ['', '-wal', '-shm', '-journal']) await fsp.rm(copyPath + suffix, { force: true });
-    },
+    // Once: the backup starts it as soon as it has read the copy, and waits for it when it ends.
+    cleanup: () =>
+      (removing ??= (async () => {
+        for (const suffix of ['', '-wal', '-shm', '-journal']) await fsp.rm(copyPath + suffix, { force: true });
+      })()),
   };
 }
 

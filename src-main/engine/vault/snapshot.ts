@@ -1,5 +1,6 @@
 // Snapshots: the record of one backup, written last. Sealed JSON (deflated), named by the SHA-256 of its bytes.
-import { deflateRawSync, inflateRawSync } from 'node:zlib';
+import { promisify } from 'node:util';
+import { constants as zc, deflateRaw, deflateRawSync, inflateRawSync } from 'node:zlib';
 import { open, sealParts, sha256 } from './crypto.js';
 import type { MasterKeys } from './keys.js';
 import type { Storage } from './storage.js';
@@ -126,6 +127,32 @@ export async function writeSnapshot(storage: Storage, keys: MasterKeys, snap: Sn
   const id = sha256(sealed).toString('hex');
   await storage.write('snapshots', id, sealed);
   return id;
+}
+
+/** A backup's snapshot but for its totals, which are known last. */
+export type SnapshotDraft = Omit<Snapshot, 'totals'>;
+
+const deflateRawAsync = promisify(deflateRaw);
+
+/** Start compressing a backup's snapshot while the backup finishes (its packs made durable, its index written):
+ * everything but the totals, on the thread pool, ending at a byte boundary (Z_SYNC_FLUSH). `write` then compresses the
+ * totals on their own and appends them: two raw deflate streams laid end to end are one (as pigz makes them), so the
+ * file is what writeSnapshot makes, with the same JSON. At the end of a second backup this took ~55 ms of the main
+ * thread for ~2.5 MB of JSON, mostly the database's chunk list, with both cores otherwise idle. */
+export function draftSnapshot(draft: SnapshotDraft): { write(storage: Storage, keys: MasterKeys, totals: SnapshotTotals): Promise<{ id: string; snapshot: Snapshot }> } {
+  const json = JSON.stringify(draft);
+  if (!json.endsWith('}')) throw new Error('a snapshot draft must be an object');
+  const head = deflateRawAsync(Buffer.from(json.slice(0, -1)), { finishFlush: zc.Z_SYNC_FLUSH });
+  head.catch(() => undefined);
+  return {
+    async write(storage, keys, totals) {
+      const tail = deflateRawSync(`,"totals":${JSON.stringify(totals)}}`);
+      const sealed = sealParts(keys.encryption, [await head, tail], SNAPSHOT_AAD);
+      const id = sha256(sealed).toString('hex');
+      await storage.write('snapshots', id, sealed);
+      return { id, snapshot: { ...draft, totals } };
+    },
+  };
 }
 
 export async function readSnapshot(storage: Storage, keys: MasterKeys, id: string): Promise<Snapshot> {

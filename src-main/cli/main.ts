@@ -41,7 +41,12 @@ interface VaultFlags extends SecretFlags {
 
 async function openVault(flags: VaultFlags): Promise<Vault> {
   await Vault.readConfig(flags.vault); // "no vault here" before asking for a passphrase
-  return Vault.open(flags.vault, await openingSecret(flags));
+  return Vault.open(flags.vault, await openingSecret(flags), { cacheDir: cacheDir() });
+}
+
+/** Where this computer keeps its local caches of vaults' indexes (index-cache.ts). */
+function cacheDir(): string {
+  return path.join(appDataDir(), 'cache');
 }
 
 function withInventory<T>(fn: (inv: Inventory) => Promise<T>): Promise<T> {
@@ -168,7 +173,7 @@ export function buildProgram(): Command {
       let vault: Vault;
       try {
         for (const f of o.sqlite) sqliteCopies.push(await startSqliteCopy(path.resolve(f), tmpDir));
-        const opening = Vault.open(o.vault, secret);
+        const opening = Vault.open(o.vault, secret, { cacheDir: cacheDir() });
         opening.catch(() => undefined);
         for (const c of sqliteCopies) await c.checkWhile(opening);
         vault = await opening;

@@ -132,6 +132,7 @@ async function backupWith(vault: Vault, opts: BackupOptions): Promise<BackupResu
         filesUnchanged: run.filesUnchanged,
         durationMs: Math.round(performance.now() - t0),
       });
+      await run.caching;
       return { snapshotId, snapshot, skipped: run.skipped, warnings: run.warnings, partial: run.skipped.length > 0 || run.warnings.length > 0, stats: run.stats };
     } catch (err) {
       if (isNoSpace(err)) throw await driveFull(vault, run, err);
@@ -504,8 +505,17 @@ class BackupRun {
       this.pool = undefined;
       this.closing = pool.close();
     }
-    if (this.written.length > 0) await writeIndexFile(this.vault.storage, this.vault.keys, this.written);
+    if (this.written.length > 0) {
+      const name = await writeIndexFile(this.vault.storage, this.vault.keys, this.written);
+      // The index in memory is now what the vault's index files hold, this one included: the next command (a
+      // restore, a check, the next backup) reads it from the local cache. Written while the snapshot is.
+      const { indexCache } = this.vault;
+      if (indexCache && this.index.files) this.caching = indexCache.write(this.vault.keys, this.index, [...this.index.files, name]).catch(() => undefined);
+    }
   }
+
+  /** The local cache of the index being written (finish); the backup waits for it before it returns. */
+  caching: Promise<void> | undefined;
 }
 
 function findParent(snapshots: Array<{ id: string; snapshot: Snapshot }>, dir: string): { id: string; source: FolderSource } | undefined {

@@ -2,7 +2,7 @@
 // The in-memory MasterIndex merges all of them and, if any is damaged or missing, fills the gap from pack headers.
 import { open, sealParts, sha256 } from './crypto.js';
 import type { MasterKeys } from './keys.js';
-import { IdTable, type SharedIdTable } from './id-table.js';
+import { IdTable, slotCountFor, type SharedIdTable } from './id-table.js';
 import { BlobType, Ref, REF_WIDTH, decodePackHeader, encodePackHeader, packContentBytes, readPackHeader, walkPackHeader, type BlobRefs, type PackBlob } from './pack.js';
 import type { Storage } from './storage.js';
 
@@ -101,8 +101,12 @@ export class MasterIndex {
   readonly problems: IndexProblem[] = [];
   /** Packs present in storage that no index file lists (a backup died before writing its index). */
   readonly recoveredPacks: string[] = [];
+  /** The index files it was read from, when it was read from all of them without a problem (the local cache's key). */
+  files: string[] | undefined;
+  /** Read from the local cache (index-cache.ts) instead of the index files. */
+  fromCache = false;
   private readonly packIds: string[] = [];
-  private readonly table = new IdTable(4096);
+  private table = new IdTable(4096);
   private cols = new Columns(4096);
 
   /** List a pack (its header's entries, checked here); a pack listed already is kept as it was. */
@@ -205,15 +209,24 @@ export class MasterIndex {
     return buf.length === 32 ? this.table.find(buf) : -1;
   }
 
-  static async load(storage: Storage, keys: MasterKeys, opts: { recoverOrphans?: boolean } = {}): Promise<MasterIndex> {
-    const idx = new MasterIndex();
-    for (const name of await storage.list('index')) {
-      try {
-        const sealed = await storage.read('index', name);
-        if (sha256(sealed).toString('hex') !== name) throw new Error('file content does not match its name');
-        for (const p of indexedPacks(open(keys.encryption, sealed, INDEX_AAD))) idx.addPack(p.id, p.header);
-      } catch (err) {
-        idx.problems.push({ file: name, kind: 'index', message: `index file ${name.slice(0, 12)} is damaged: ${(err as Error).message}` });
+  static async load(storage: Storage, keys: MasterKeys, opts: { recoverOrphans?: boolean; cache?: IndexCacheStore } = {}): Promise<MasterIndex> {
+    const files = await storage.list('index');
+    let idx = opts.cache && files.length > 0 ? await opts.cache.read(keys, files) : undefined;
+    if (!idx) {
+      idx = new MasterIndex();
+      for (const name of files) {
+        try {
+          const sealed = await storage.read('index', name);
+          if (sha256(sealed).toString('hex') !== name) throw new Error('file content does not match its name');
+          for (const p of indexedPacks(open(keys.encryption, sealed, INDEX_AAD))) idx.addPack(p.id, p.header);
+        } catch (err) {
+          idx.problems.push({ file: name, kind: 'index', message: `index file ${name.slice(0, 12)} is damaged: ${(err as Error).message}` });
+        }
+      }
+      if (idx.problems.length === 0) {
+        idx.files = files;
+        // A cache that cannot be written is no cache: the next command reads the index files again.
+        if (opts.cache && files.length > 0) await opts.cache.write(keys, idx, files).catch(() => undefined);
       }
     }
     // Packs no index lists: after a damaged index file, or a backup that died before writing its index.
@@ -231,6 +244,83 @@ export class MasterIndex {
     }
     return idx;
   }
+
+  /** Its content for the local cache (index-cache.ts), with the index files it stands for: their names, its packs'
+   * headers, its id table and its columns as they are in memory (this machine's byte order). */
+  cacheParts(files: readonly string[]): Buffer[] {
+    const raw = this.table.raw();
+    const parts: Buffer[] = [CACHE_MAGIC, u32(files.length), ...files.map((f) => Buffer.from(f, 'hex')), u32(this.packIds.length)];
+    for (const id of this.packIds) {
+      const header = this.packs.get(id)!.header;
+      parts.push(Buffer.from(id, 'hex'), u32(header.length), header);
+    }
+    parts.push(u32(raw.count), u32(raw.capacity), u32(this.cols.capacity), raw.ids, bytesOf(raw.slots));
+    for (const k of COLUMN_NAMES) parts.push(bytesOf(this.cols[k].subarray(0, raw.count)));
+    return parts;
+  }
+
+  /** An index made again from cacheParts' bytes (authenticated by the caller), with the index files it stands for.
+   * Throws if they do not add up. */
+  static fromCache(buf: Buffer): { files: string[]; index: MasterIndex } {
+    let o = 0;
+    const take = (n: number): Buffer => {
+      if (n < 0 || o + n > buf.length) throw new Error('index cache is truncated');
+      o += n;
+      return buf.subarray(o - n, o);
+    };
+    const num = (): number => take(4).readUInt32LE(0);
+    if (!take(4).equals(CACHE_MAGIC)) throw new Error('bad index cache magic');
+    const files = Array.from({ length: num() }, () => take(32).toString('hex'));
+    const idx = new MasterIndex();
+    const packCount = num();
+    const headers: Array<{ id: string; at: number; length: number }> = [];
+    const start = o;
+    for (let i = 0; i < packCount; i++) {
+      const id = take(32).toString('hex');
+      const length = num();
+      headers.push({ id, at: o - start, length });
+      take(length);
+    }
+    // The headers in a buffer of their own: the rest of the cache's bytes are copied out below and go.
+    const block = Buffer.from(buf.subarray(start, o));
+    for (const h of headers) {
+      const rec = new IndexedPack(h.id, block.subarray(h.at, h.at + h.length));
+      idx.packIds.push(h.id);
+      idx.packs.set(h.id, rec);
+    }
+    const count = num();
+    const capacity = num();
+    const colCapacity = num();
+    if (colCapacity < count) throw new Error('index cache columns do not add up');
+    const ids = take(count * 32);
+    const slotBytes = take(slotCountFor(capacity) * 4);
+    const slots = new Int32Array(slotBytes.length / 4);
+    bytesOf(slots).set(slotBytes);
+    idx.table = IdTable.fromRaw(ids, slots, count, capacity);
+    idx.cols = new Columns(colCapacity);
+    for (const k of COLUMN_NAMES) {
+      const col = idx.cols[k];
+      bytesOf(col).set(take(count * col.BYTES_PER_ELEMENT), 0);
+    }
+    if (o !== buf.length) throw new Error('trailing bytes in index cache');
+    for (let e = 0; e < count; e++) if (idx.cols.pack[e]! >= packCount) throw new Error('index cache names a pack it does not list');
+    idx.files = files;
+    idx.fromCache = true;
+    return { files, index: idx };
+  }
+}
+
+/** Where the local cache of a vault's index is kept (index-cache.ts). */
+export interface IndexCacheStore {
+  read(keys: MasterKeys, files: readonly string[]): Promise<MasterIndex | undefined>;
+  write(keys: MasterKeys, index: MasterIndex, files: readonly string[]): Promise<void>;
+}
+
+const CACHE_MAGIC = Buffer.from('CVX1');
+const COLUMN_NAMES = ['pack', 'type', 'compression', 'offset', 'length', 'rawLength', 'inner', 'groupRaw'] as const;
+
+function bytesOf(a: Uint8Array | Uint32Array | Int32Array): Buffer {
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength);
 }
 
 /** The fields of each chunk's PackBlob, one typed array per field. */

@@ -8,6 +8,7 @@ import { generateRecoveryKey, makePassphraseSlot, makeRecoverySlot, generateMast
 import { LocalStorage } from './storage.js';
 import type { PackNaming } from './pack.js';
 import { MasterIndex } from './index-file.js';
+import { IndexCache } from './index-cache.js';
 import { readSnapshot, type Snapshot } from './snapshot.js';
 import { validateStoredPolicy, type RetentionPolicy } from '../retention.js';
 import { VaultLock } from './lock.js';
@@ -124,13 +125,20 @@ export class Vault {
     return config;
   }
 
-  static async open(location: string, secret: Secret): Promise<Vault> {
+  /** `cacheDir`: a folder on this computer where the vault's index is cached (index-cache.ts); without it, every
+   * command reads the index files. */
+  static async open(location: string, secret: Secret, opts: { cacheDir?: string } = {}): Promise<Vault> {
     const loc = path.resolve(location);
     const config = await Vault.readConfig(loc);
     const storage = new LocalStorage(loc);
     const { keys } = await unlock(storage, secret);
-    return new Vault(loc, storage, config, keys);
+    const vault = new Vault(loc, storage, config, keys);
+    if (opts.cacheDir) vault.indexCache = new IndexCache(opts.cacheDir, config.id);
+    return vault;
   }
+
+  /** The local cache of this vault's index, if it was opened with one. */
+  indexCache: IndexCache | undefined;
 
   /** Set (or, with undefined, remove) this vault's retention policy in config.json, under the writer lock. */
   async setRetention(policy: (RetentionPolicy & { timeZone?: string }) | undefined, log?: (m: string) => void): Promise<void> {
@@ -170,7 +178,7 @@ export class Vault {
   }
 
   loadIndex(opts: { recoverOrphans?: boolean } = {}): Promise<MasterIndex> {
-    return MasterIndex.load(this.storage, this.keys, opts);
+    return MasterIndex.load(this.storage, this.keys, { ...opts, cache: this.indexCache });
   }
 
   readSnapshot(id: string): Promise<Snapshot> {

@@ -66,7 +66,8 @@ export async function verify(vault: Vault, opts: VerifyOptions = {}): Promise<Ve
 
 async function verifyWith(vault: Vault, opts: VerifyOptions, pool: EnginePool | undefined, t0: number): Promise<VerifyReport> {
   const problems: Problem[] = [];
-  const index = await vault.loadIndex();
+  // From the index files, not the local cache: they are part of what is checked.
+  const index = await vault.loadIndex({ fromVault: true });
   // Problems whose affected backups and files are filled in at the end, in one more pass over the backups.
   const toAnnotate: Array<{ problem: Problem; chunks: Set<string> }> = [];
   const withAffects = (problem: Problem, chunks: Set<string>): Problem => {

@@ -209,9 +209,11 @@ export class MasterIndex {
     return buf.length === 32 ? this.table.find(buf) : -1;
   }
 
-  static async load(storage: Storage, keys: MasterKeys, opts: { recoverOrphans?: boolean; cache?: IndexCacheStore } = {}): Promise<MasterIndex> {
+  /** `cache`: the local cache (index-cache.ts), read unless `readCache` is false, and written whenever the index files
+   * were read without a problem. */
+  static async load(storage: Storage, keys: MasterKeys, opts: { recoverOrphans?: boolean; cache?: IndexCacheStore; readCache?: boolean } = {}): Promise<MasterIndex> {
     const files = await storage.list('index');
-    let idx = opts.cache && files.length > 0 ? await opts.cache.read(keys, files) : undefined;
+    let idx = opts.cache && opts.readCache !== false && files.length > 0 ? await opts.cache.read(keys, files) : undefined;
     if (!idx) {
       idx = new MasterIndex();
       for (const name of files) {

@@ -177,8 +177,10 @@ export class Vault {
     }
   }
 
-  loadIndex(opts: { recoverOrphans?: boolean } = {}): Promise<MasterIndex> {
-    return MasterIndex.load(this.storage, this.keys, { ...opts, cache: this.indexCache });
+  /** The vault's index: from the local cache when it is for the vault's current index files, unless `fromVault`
+   * (verify, test-restore and prune, which prove or change what is on the drive, read the index files themselves). */
+  loadIndex(opts: { recoverOrphans?: boolean; fromVault?: boolean } = {}): Promise<MasterIndex> {
+    return MasterIndex.load(this.storage, this.keys, { recoverOrphans: opts.recoverOrphans, cache: this.indexCache, readCache: !opts.fromVault });
   }
 
   readSnapshot(id: string): Promise<Snapshot> {

@@ -67,8 +67,9 @@ export async function prune(vault: Vault, opts: PruneOptions = {}): Promise<Prun
   const ownLock = !opts.lock && !opts.dryRun ? await VaultLock.acquire(storage, 'prune', opts.log) : undefined;
   try {
     if (!opts.dryRun) await storage.removeLeftoverTemps();
-    // From the index files, not the local cache: prune rewrites them, and refuses to if any is damaged.
-    const index = await vault.loadIndex({ recoverOrphans: true, fromVault: true });
+    // Prune rewrites the index files, and refuses to if one is damaged: the local cache stands for them only once
+    // each is intact.
+    const index = await vault.loadIndex({ recoverOrphans: true, checkFiles: true });
     const badPacks = index.problems.filter((p) => p.kind === 'pack');
     if (badPacks.length > 0) {
       throw new RefusedError(

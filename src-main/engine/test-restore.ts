@@ -74,8 +74,8 @@ export async function testRestore(vault: Vault, snap: SnapshotListing, opts: Tes
   const tmpBase = opts.tmpDir ?? os.tmpdir();
   await fsp.mkdir(tmpBase, { recursive: true, mode: 0o700 });
   const scratch = await fsp.mkdtemp(path.join(tmpBase, 'clinicvault-test-restore-'));
-  // From the index files, not the local cache: the proof is that the drive alone restores.
-  const index = await vault.loadIndex({ fromVault: true });
+  // The proof is that the drive alone restores: the local cache stands for the index files only once each is intact.
+  const index = await vault.loadIndex({ checkFiles: true });
   const databases: DatabaseProof[] = [];
   try {
     for (const src of snap.snapshot.sources) {

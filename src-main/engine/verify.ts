@@ -66,8 +66,9 @@ export async function verify(vault: Vault, opts: VerifyOptions = {}): Promise<Ve
 
 async function verifyWith(vault: Vault, opts: VerifyOptions, pool: EnginePool | undefined, t0: number): Promise<VerifyReport> {
   const problems: Problem[] = [];
-  // From the index files, not the local cache: they are part of what is checked.
-  const index = await vault.loadIndex({ fromVault: true });
+  // The index files are part of what is checked: each must hash to its name and decrypt before the cache stands
+  // for them (a damaged one is read and reported).
+  const index = await vault.loadIndex({ checkFiles: true });
   // Problems whose affected backups and files are filled in at the end, in one more pass over the backups.
   const toAnnotate: Array<{ problem: Problem; chunks: Set<string> }> = [];
   const withAffects = (problem: Problem, chunks: Set<string>): Problem => {

@@ -209,11 +209,13 @@ export class MasterIndex {
     return buf.length === 32 ? this.table.find(buf) : -1;
   }
 
-  /** `cache`: the local cache (index-cache.ts), read unless `readCache` is false, and written whenever the index files
-   * were read without a problem. */
-  static async load(storage: Storage, keys: MasterKeys, opts: { recoverOrphans?: boolean; cache?: IndexCacheStore; readCache?: boolean } = {}): Promise<MasterIndex> {
+  /** `cache`: the local cache (index-cache.ts), written whenever the index files were read without a problem. With
+   * `checkFiles`, it is used only once every index file is proved intact (its bytes hash to its name, and it
+   * decrypts); otherwise the files are read as without a cache, and a damaged one is reported as always. */
+  static async load(storage: Storage, keys: MasterKeys, opts: { recoverOrphans?: boolean; cache?: IndexCacheStore; checkFiles?: boolean } = {}): Promise<MasterIndex> {
     const files = await storage.list('index');
-    let idx = opts.cache && opts.readCache !== false && files.length > 0 ? await opts.cache.read(keys, files) : undefined;
+    let idx = opts.cache && files.length > 0 ? await opts.cache.read(keys, files) : undefined;
+    if (idx && opts.checkFiles && !(await allIntact(storage, keys, files))) idx = undefined;
     if (!idx) {
       idx = new MasterIndex();
       for (const name of files) {
@@ -310,6 +312,21 @@ export class MasterIndex {
     idx.fromCache = true;
     return { files, index: idx };
   }
+}
+
+/** Whether every index file is as written: named by the SHA-256 of its bytes, which decrypt (their content is what
+ * a cache made from these names holds). */
+async function allIntact(storage: Storage, keys: MasterKeys, files: readonly string[]): Promise<boolean> {
+  for (const name of files) {
+    try {
+      const sealed = await storage.read('index', name);
+      if (sha256(sealed).toString('hex') !== name) return false;
+      open(keys.encryption, sealed, INDEX_AAD);
+    } catch {
+      return false;
+    }
+  }
+  return true;
 }
 
 /** Where the local cache of a vault's index is kept (index-cache.ts). */

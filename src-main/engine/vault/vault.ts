@@ -177,10 +177,11 @@ export class Vault {
     }
   }
 
-  /** The vault's index: from the local cache when it is for the vault's current index files, unless `fromVault`
-   * (verify, test-restore and prune, which prove or change what is on the drive, read the index files themselves). */
-  loadIndex(opts: { recoverOrphans?: boolean; fromVault?: boolean } = {}): Promise<MasterIndex> {
-    return MasterIndex.load(this.storage, this.keys, { recoverOrphans: opts.recoverOrphans, cache: this.indexCache, readCache: !opts.fromVault });
+  /** The vault's index: from the local cache when it is for the vault's current index files. With `checkFiles`
+   * (verify, test-restore and prune, which prove or change what is on the drive), only once every index file is
+   * proved intact; a damaged one is then read and reported as without a cache. */
+  loadIndex(opts: { recoverOrphans?: boolean; checkFiles?: boolean } = {}): Promise<MasterIndex> {
+    return MasterIndex.load(this.storage, this.keys, { ...opts, cache: this.indexCache });
   }
 
   readSnapshot(id: string): Promise<Snapshot> {

@@ -70,6 +70,15 @@ export function sealLazily(key: Buffer, plaintext: Uint8Array, aad: string, piec
   return { length: plaintext.length + SEAL_OVERHEAD, pieces: sealing(key, slices(), aad) };
 }
 
+/** seal() of the parts laid end to end, made piece by piece (at most `piece` bytes each) as they are taken: a writer
+ * that writes each before taking the next holds one piece of ciphertext, not all of it. */
+export function sealPiecewise(key: Buffer, parts: readonly Uint8Array[], aad: string, piece: number): Iterable<Buffer> {
+  function* slices(): Generator<Uint8Array> {
+    for (const p of parts) for (let at = 0; at < p.length; at += piece) yield p.subarray(at, Math.min(p.length, at + piece));
+  }
+  return sealing(key, slices(), aad);
+}
+
 export function open(key: Buffer, sealed: Uint8Array, aad: string, what = aad): Buffer {
   if (sealed.length < SEAL_OVERHEAD) throw new AuthError(what);
   const buf = Buffer.from(sealed.buffer, sealed.byteOffset, sealed.length);

@@ -134,11 +134,11 @@ export type SnapshotDraft = Omit<Snapshot, 'totals'>;
 
 const deflateRawAsync = promisify(deflateRaw);
 
-/** Start compressing a backup's snapshot while the backup finishes (its packs made durable, its index written):
- * everything but the totals, on the thread pool, ending at a byte boundary (Z_SYNC_FLUSH). `write` then compresses the
+/** Start compressing a backup's snapshot while the backup finishes (its index written): everything but the totals,
+ * on the thread pool, ending at a byte boundary (Z_SYNC_FLUSH). `write` then compresses the
  * totals on their own and appends them: two raw deflate streams laid end to end are one (as pigz makes them), so the
  * file is what writeSnapshot makes, with the same JSON. At the end of a second backup this took ~55 ms of the main
- * thread for ~2.5 MB of JSON, mostly the database's chunk list, with both cores otherwise idle. */
+ * thread for ~2.5 MB of JSON, mostly the database's chunk list. */
 export function draftSnapshot(draft: SnapshotDraft): { write(storage: Storage, keys: MasterKeys, totals: SnapshotTotals): Promise<{ id: string; snapshot: Snapshot }> } {
   const json = JSON.stringify(draft);
   if (!json.endsWith('}')) throw new Error('a snapshot draft must be an object');

@@ -113,8 +113,8 @@ async function backupWith(vault: Vault, opts: BackupOptions): Promise<BackupResu
       const { sources, parentId } = await run.collect(sqlite, folders, postgres);
       opts.onProgress?.({ ...run.progress, phase: 'finishing' });
       await run.flush();
-      // Compressed on the thread pool while the index is written. Started before the flush, it had held ~8 MB
-      // more at the first backup's peak, when the workers end (189-191 against 183-184 MB, three runs each).
+      // Compressed on the thread pool while the index is written. Started before the flush, it had held ~7 MB
+      // more at the first backup's peak, when the workers end (185-187 against 179-181 MiB, three runs each).
       const draft = draftSnapshot({
         version: 1,
         time: started.toISOString(),
@@ -179,6 +179,8 @@ class BackupRun {
   private pool: EnginePool | undefined;
   /** The workers being ended, once the packs are durable (flush). */
   private closing: Promise<void> | undefined;
+  /** The local cache of the index being written (writeIndex); the backup waits for it before it returns. */
+  caching: Promise<void> | undefined;
   private fatal: unknown;
 
   constructor(
@@ -521,8 +523,6 @@ class BackupRun {
     }
   }
 
-  /** The local cache of the index being written (writeIndex); the backup waits for it before it returns. */
-  caching: Promise<void> | undefined;
 }
 
 function findParent(snapshots: Array<{ id: string; snapshot: Snapshot }>, dir: string): { id: string; source: FolderSource } | undefined {

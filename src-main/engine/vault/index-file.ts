@@ -307,7 +307,6 @@ export class MasterIndex {
       bytesOf(col).set(take(count * col.BYTES_PER_ELEMENT), 0);
     }
     if (o !== buf.length) throw new Error('trailing bytes in index cache');
-    for (let e = 0; e < count; e++) if (idx.cols.pack[e]! >= packCount) throw new Error('index cache names a pack it does not list');
     idx.files = files;
     idx.fromCache = true;
     return { files, index: idx };

@@ -24,6 +24,19 @@ function cacheFiles(dir: string): string[] {
   return fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.startsWith('index-')) : [];
 }
 
+/** A vault with one backup of one photo, made with a local cache. */
+async function oneBackup(): Promise<{ work: string; media: string; cacheDir: string; loc: string; vault: Vault; snapshotId: string }> {
+  const work = tempDir();
+  const media = path.join(work, 'media');
+  const cacheDir = path.join(work, 'cache');
+  writeFile(path.join(media, 'a.jpg'), randomBytes(30_000));
+  const loc = path.join(work, 'vault');
+  await Vault.init(loc, PASS);
+  const vault = await Vault.open(loc, { passphrase: PASS }, { cacheDir });
+  const { snapshotId } = await backup(vault, { folders: [media], appVersion: 'test' });
+  return { work, media, cacheDir, loc, vault, snapshotId };
+}
+
 describe('index cache', () => {
   it('holds what the index files hold after each backup, and is read instead of them', async () => {
     const work = tempDir();
@@ -64,13 +77,7 @@ describe('index cache', () => {
   });
 
   it('is not used when the vault changed elsewhere, is damaged, or belongs to another vault', async () => {
-    const work = tempDir();
-    const media = path.join(work, 'media');
-    const cacheDir = path.join(work, 'cache');
-    writeFile(path.join(media, 'a.jpg'), randomBytes(30_000));
-    const loc = path.join(work, 'vault');
-    await Vault.init(loc, PASS);
-    await backup(await Vault.open(loc, { passphrase: PASS }, { cacheDir }), { folders: [media], appVersion: 'test' });
+    const { work, media, cacheDir, loc } = await oneBackup();
     const [cacheName] = cacheFiles(cacheDir);
     const cacheFile = path.join(cacheDir, cacheName!);
 
@@ -104,14 +111,7 @@ describe('index cache', () => {
   });
 
   it('does not hide from verify a damaged index file on the drive', async () => {
-    const work = tempDir();
-    const media = path.join(work, 'media');
-    const cacheDir = path.join(work, 'cache');
-    writeFile(path.join(media, 'a.jpg'), randomBytes(30_000));
-    const loc = path.join(work, 'vault');
-    await Vault.init(loc, PASS);
-    const vault = await Vault.open(loc, { passphrase: PASS }, { cacheDir });
-    const { snapshotId } = await backup(vault, { folders: [media], appVersion: 'test' });
+    const { work, media, loc, vault, snapshotId } = await oneBackup();
     expect((await vault.loadIndex()).fromCache).toBe(true);
     // Intact index files: the cache stands for them once each is proved to be as written.
     expect((await vault.loadIndex({ checkFiles: true })).fromCache).toBe(true);

@@ -7,13 +7,13 @@
 // so a list that matches means the same content. Anything else (a backup from another computer, a prune, a damaged
 // or missing cache) makes the command read the index files, as without a cache, and write the cache again. It is
 // sealed with the vault's key and bound to the vault's id, so it reveals nothing and cannot be forged or swapped.
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { open, sealPiecewise } from './crypto.js';
 import { MasterIndex, type IndexCacheStore } from './index-file.js';
 import type { MasterKeys } from './keys.js';
-import { TMP_PREFIX } from './storage.js';
+import { writeFileAtomic } from './storage.js';
 
 const PIECE = 1024 * 1024;
 
@@ -36,7 +36,8 @@ export class IndexCache implements IndexCacheStore {
       return undefined;
     }
     try {
-      const { files: cached, index } = MasterIndex.fromCache(open(keys.encryption, sealed, this.aad));
+      const index = MasterIndex.fromCache(open(keys.encryption, sealed, this.aad));
+      const cached = index.files!;
       return cached.length === files.length && cached.every((f, i) => f === files[i]) ? index : undefined;
     } catch {
       return undefined; // damaged, or made by another version: read the index files
@@ -47,22 +48,7 @@ export class IndexCache implements IndexCacheStore {
    * at a time: a backup writes it at its end, where its memory peaks (sealed whole, ~6 MB for the bench vault, it
    * raised a first backup's peak). Not made durable: a cache lost in a power cut is read again from the vault. */
   async write(keys: MasterKeys, index: MasterIndex, files: readonly string[]): Promise<void> {
-    const dir = path.dirname(this.file);
-    await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
-    const tmp = path.join(dir, `${TMP_PREFIX}${randomBytes(8).toString('hex')}`);
-    const fh = await fsp.open(tmp, 'wx', 0o600);
-    try {
-      try {
-        for (const piece of sealPiecewise(keys.encryption, index.cacheParts([...files].sort()), this.aad, PIECE)) {
-          for (let at = 0; at < piece.length; ) at += (await fh.write(piece, at, piece.length - at)).bytesWritten;
-        }
-      } finally {
-        await fh.close();
-      }
-      await fsp.rename(tmp, this.file);
-    } catch (err) {
-      await fsp.rm(tmp, { force: true }).catch(() => undefined);
-      throw err;
-    }
+    await fsp.mkdir(path.dirname(this.file), { recursive: true, mode: 0o700 });
+    await writeFileAtomic(this.file, sealPiecewise(keys.encryption, index.cacheParts([...files].sort()), this.aad, PIECE), { durable: false });
   }
 }

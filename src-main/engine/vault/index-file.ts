@@ -263,9 +263,9 @@ export class MasterIndex {
     return parts;
   }
 
-  /** An index made again from cacheParts' bytes (authenticated by the caller), with the index files it stands for.
-   * Throws if they do not add up. */
-  static fromCache(buf: Buffer): { files: string[]; index: MasterIndex } {
+  /** An index made again from cacheParts' bytes (authenticated by the caller); its `files` are the index files it
+   * stands for. Throws if they do not add up. */
+  static fromCache(buf: Buffer): MasterIndex {
     let o = 0;
     const take = (n: number): Buffer => {
       if (n < 0 || o + n > buf.length) throw new Error('index cache is truncated');
@@ -309,7 +309,7 @@ export class MasterIndex {
     if (o !== buf.length) throw new Error('trailing bytes in index cache');
     idx.files = files;
     idx.fromCache = true;
-    return { files, index: idx };
+    return idx;
   }
 }
 

@@ -122,8 +122,13 @@ export function decodeContent(content: string | undefined): Buffer[] {
   return ids;
 }
 
-export async function writeSnapshot(storage: Storage, keys: MasterKeys, snap: Snapshot): Promise<string> {
-  const sealed = sealParts(keys.encryption, deflateRawSync(JSON.stringify(snap)), SNAPSHOT_AAD);
+export function writeSnapshot(storage: Storage, keys: MasterKeys, snap: Snapshot): Promise<string> {
+  return storeSnapshot(storage, keys, [deflateRawSync(JSON.stringify(snap))]);
+}
+
+/** Seal a snapshot's compressed JSON (in pieces) and store it under the SHA-256 of the sealed bytes. */
+async function storeSnapshot(storage: Storage, keys: MasterKeys, compressed: Buffer[]): Promise<string> {
+  const sealed = sealParts(keys.encryption, compressed, SNAPSHOT_AAD);
   const id = sha256(sealed).toString('hex');
   await storage.write('snapshots', id, sealed);
   return id;
@@ -137,7 +142,7 @@ const deflateRawAsync = promisify(deflateRaw);
 /** Start compressing a backup's snapshot while the backup finishes (its index written): everything but the totals,
  * on the thread pool, ending at a byte boundary (Z_SYNC_FLUSH). `write` then compresses the
  * totals on their own and appends them: two raw deflate streams laid end to end are one (as pigz makes them), so the
- * file is what writeSnapshot makes, with the same JSON. At the end of a second backup this took ~55 ms of the main
+ * file reads as writeSnapshot's does, to the same JSON. At the end of a second backup this took ~55 ms of the main
  * thread for ~2.5 MB of JSON, mostly the database's chunk list. */
 export function draftSnapshot(draft: SnapshotDraft): { write(storage: Storage, keys: MasterKeys, totals: SnapshotTotals): Promise<{ id: string; snapshot: Snapshot }> } {
   const json = JSON.stringify(draft);
@@ -147,9 +152,7 @@ export function draftSnapshot(draft: SnapshotDraft): { write(storage: Storage, k
   return {
     async write(storage, keys, totals) {
       const tail = deflateRawSync(`,"totals":${JSON.stringify(totals)}}`);
-      const sealed = sealParts(keys.encryption, [await head, tail], SNAPSHOT_AAD);
-      const id = sha256(sealed).toString('hex');
-      await storage.write('snapshots', id, sealed);
+      const id = await storeSnapshot(storage, keys, [await head, tail]);
       return { id, snapshot: { ...draft, totals } };
     },
   };

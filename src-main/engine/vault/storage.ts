@@ -37,8 +37,9 @@ async function fsyncDir(dir: string): Promise<void> {
 }
 
 /** Write data to file via temp + fsync + rename + dir fsync. Without `durable`, no fsync: the file still appears
- * whole or not at all to other processes, but may be lost (or left empty) by a power cut. */
-export async function writeFileAtomic(file: string, data: Uint8Array | readonly Uint8Array[], opts: { exclusive?: boolean; durable?: boolean } = {}): Promise<void> {
+ * whole or not at all to other processes, but may be lost (or left empty) by a power cut. `data` may be pieces made
+ * as they are taken (sealPiecewise): they are drawn a few at a time, so only those are held at once. */
+export async function writeFileAtomic(file: string, data: Uint8Array | Iterable<Uint8Array>, opts: { exclusive?: boolean; durable?: boolean } = {}): Promise<void> {
   const durable = opts.durable ?? true;
   const dir = path.dirname(file);
   const tmp = path.join(dir, `${TMP_PREFIX}${randomBytes(8).toString('hex')}`);
@@ -64,11 +65,23 @@ export async function writeFileAtomic(file: string, data: Uint8Array | readonly 
 }
 
 /** Write the parts one after the other, at the file's current position or from `position`. */
-async function writeAll(fh: fsp.FileHandle, parts: readonly Uint8Array[], position?: number): Promise<void> {
-  // writev in groups (IOV_MAX is 1024 on Linux); a short write continues from where it stopped.
+async function writeAll(fh: fsp.FileHandle, parts: Iterable<Uint8Array>, position?: number): Promise<void> {
+  // writev in groups of at most 512 parts (IOV_MAX is 1024 on Linux) or about GROUP_BYTES, taken from `parts` as
+  // they are written; a short write continues from where it stopped.
   let at = position;
-  for (let i = 0; i < parts.length; i += 512) {
-    let group = parts.slice(i, i + 512).filter((p) => p.length > 0);
+  const next = parts[Symbol.iterator]();
+  for (let done = false; !done; ) {
+    let group: Uint8Array[] = [];
+    let bytes = 0;
+    while (group.length < 512 && bytes < GROUP_BYTES) {
+      const r = next.next();
+      if (r.done) {
+        done = true;
+        break;
+      }
+      if (r.value.length > 0) group.push(r.value);
+      bytes += r.value.length;
+    }
     while (group.length > 0) {
       let { bytesWritten } = await fh.writev(group, at);
       if (bytesWritten === 0) throw new Error('the disk accepted no bytes');
@@ -81,6 +94,9 @@ async function writeAll(fh: fsp.FileHandle, parts: readonly Uint8Array[], positi
     }
   }
 }
+
+/** About this many bytes are drawn from a writer's parts for each writev. */
+const GROUP_BYTES = 1024 * 1024;
 
 async function linkOrRename(tmp: string, file: string): Promise<void> {
   try {

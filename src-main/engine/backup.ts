@@ -324,8 +324,9 @@ class BackupRun {
     // A failed copy is reported where its result is collected, not as an unhandled rejection.
     for (const d of dbJobs) d.catch(() => undefined);
     // 2. Walk folders and compare with the parent snapshot to know how much must be read.
-    // Only the parent of each folder is needed in full; the list itself is kept without file lists.
-    const { snapshots, latestFull } = await this.vault.listSnapshots({ entries: false });
+    // Only the parent of each folder is needed in full; the list itself is kept without file lists, and taken from
+    // the local cache where it can be (snapshot-cache.ts).
+    const { snapshots, latestFull } = await this.vault.listSnapshots({ entries: false, cached: true });
     const fullParents = new Map<string, Snapshot>(latestFull ? [[latestFull.id, latestFull.snapshot]] : []);
     let parentId: string | null = null;
     const walks = [];
@@ -337,8 +338,14 @@ class BackupRun {
         throw new UsageError(`Cannot read the folder ${dir}: ${walk.skipped[0]!.reason}. Is the drive or share connected?`);
       }
       const found = findParent(snapshots, dir);
-      if (found && !fullParents.has(found.id)) fullParents.set(found.id, await this.vault.readSnapshot(found.id));
-      const parent = found && findParent([{ id: found.id, snapshot: fullParents.get(found.id)! }], dir);
+      if (found && !fullParents.has(found.id)) {
+        // Listed from the cache, an older backup may have been damaged since: the folder is then read afresh (its
+        // unchanged files dedup to the chunks already stored), as if it had no parent.
+        const whole = await this.vault.readSnapshot(found.id).catch(() => undefined);
+        if (whole) fullParents.set(found.id, whole);
+      }
+      const parentSnap = found && fullParents.get(found.id);
+      const parent = found && parentSnap && findParent([{ id: found.id, snapshot: parentSnap }], dir);
       if (parent) parentId = parentId ?? parent.id;
       const prev = new Map<string, TreeEntry>((parent?.source.entries ?? []).map((e) => [e.path, e]));
       const plan = walk.files.map((f) => ({ f, reuse: f.type === 'file' ? unchanged(prev.get(f.rel), f, this.index) : undefined }));

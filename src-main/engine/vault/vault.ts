@@ -9,6 +9,7 @@ import { LocalStorage } from './storage.js';
 import type { PackNaming } from './pack.js';
 import { MasterIndex } from './index-file.js';
 import { IndexCache } from './index-cache.js';
+import { SnapshotCache } from './snapshot-cache.js';
 import { readSnapshot, type Snapshot } from './snapshot.js';
 import { validateStoredPolicy, type RetentionPolicy } from '../retention.js';
 import { VaultLock } from './lock.js';
@@ -63,6 +64,13 @@ export function defaultConfig(): VaultConfig {
 export interface SnapshotListing {
   id: string;
   snapshot: Snapshot;
+}
+
+export interface SnapshotList {
+  snapshots: SnapshotListing[];
+  damaged: Array<{ id: string; message: string }>;
+  superseded: string[];
+  latestFull?: SnapshotListing;
 }
 
 export class Vault {
@@ -125,17 +133,23 @@ export class Vault {
     return config;
   }
 
-  /** `cacheDir`: a folder on this computer where the vault's index is cached (index-cache.ts); without it, every
-   * command reads the index files. */
+  /** `cacheDir`: a folder on this computer where the vault's index and its list of backups are cached
+   * (index-cache.ts, snapshot-cache.ts); without it, every command reads the index files and every snapshot. */
   static async open(location: string, secret: Secret, opts: { cacheDir?: string } = {}): Promise<Vault> {
     const loc = path.resolve(location);
     const config = await Vault.readConfig(loc);
     const storage = new LocalStorage(loc);
     const { keys } = await unlock(storage, secret);
     const vault = new Vault(loc, storage, config, keys);
-    if (opts.cacheDir) vault.indexCache = new IndexCache(opts.cacheDir, config.id);
+    if (opts.cacheDir) {
+      vault.indexCache = new IndexCache(opts.cacheDir, config.id);
+      vault.snapshotCache = new SnapshotCache(opts.cacheDir, config.id);
+    }
     return vault;
   }
+
+  /** The local cache of this vault's list of backups, if it was opened with one. */
+  snapshotCache: SnapshotCache | undefined;
 
   /** The local cache of this vault's index, if it was opened with one. */
   indexCache: IndexCache | undefined;
@@ -192,13 +206,15 @@ export class Vault {
    * (erase, tag) replaced but that still exists, because the rewrite was interrupted, is left out and named in
    * `superseded`: the rewrite stands for it. With `entries: false` the sources' file lists are left empty; `each`
    * still sees every snapshot whole, one at a time as it is read (superseded ones too: check `superseded`), and
-   * `latestFull` is the newest snapshot whole, so that a caller who needs its files does not read it twice. */
-  async listSnapshots(opts: { entries?: boolean; each?: (s: SnapshotListing) => void } = {}): Promise<{
-    snapshots: SnapshotListing[];
-    damaged: Array<{ id: string; message: string }>;
-    superseded: string[];
-    latestFull?: SnapshotListing;
-  }> {
+   * `latestFull` is the newest snapshot whole, so that a caller who needs its files does not read it twice.
+   * `cached` (with `entries: false`, without `each`): the listings of snapshots listed before come from the local
+   * cache, and only new snapshots and the newest are read; `damaged` then names only unreadable new ones, and a
+   * caller must expect an older snapshot it reads to fail (backup and restore, which read the one they need). */
+  async listSnapshots(opts: { entries?: boolean; each?: (s: SnapshotListing) => void; cached?: boolean } = {}): Promise<SnapshotList> {
+    if (opts.cached && opts.entries === false && !opts.each && this.snapshotCache) {
+      const listed = await this.listFromCache(this.snapshotCache);
+      if (listed) return listed;
+    }
     let snapshots: SnapshotListing[] = [];
     const damaged: Array<{ id: string; message: string }> = [];
     let latestFull: SnapshotListing | undefined;
@@ -218,7 +234,7 @@ export class Vault {
       }
       // Without entries a listing is a few KB per backup instead of several MB (a 200 MB database alone lists
       // 50,000 chunk ids): callers that need the files of one or each backup read it again when they need it.
-      snapshots.push({ id, snapshot: { ...snapshot, sources: snapshot.sources.map((src) => ({ ...src, entries: [] })) } });
+      snapshots.push({ id, snapshot: withoutEntries(snapshot) });
       if (!latestFull || newerFirst(full, latestFull) < 0) latestFull = full;
     }
     const replaced = new Set(snapshots.map((s) => s.snapshot.rewrittenFrom).filter((x): x is string => !!x));
@@ -230,10 +246,54 @@ export class Vault {
     return { snapshots, damaged, superseded, latestFull };
   }
 
+  /** listSnapshots({ entries: false }) through the local cache; the cache is brought up to date with what the vault
+   * lists. Undefined if the newest snapshot cannot be read: the caller lists without the cache, which reports it. */
+  private async listFromCache(cache: SnapshotCache): Promise<SnapshotList | undefined> {
+    const ids = await this.storage.list('snapshots');
+    const cached = await cache.read(this.keys);
+    const listed = new Map<string, Snapshot>();
+    const read = new Map<string, Snapshot>();
+    const damaged: Array<{ id: string; message: string }> = [];
+    for (const id of ids) {
+      const hit = cached.get(id);
+      if (hit) {
+        listed.set(id, hit);
+        continue;
+      }
+      try {
+        const snapshot = await this.readSnapshot(id);
+        read.set(id, snapshot);
+        listed.set(id, withoutEntries(snapshot));
+      } catch (err) {
+        damaged.push({ id, message: (err as Error).message });
+      }
+    }
+    // A cache that cannot be written (a full disk) only means reading the snapshots again next time.
+    if (read.size > 0 || listed.size !== cached.size) await cache.write(this.keys, listed).catch(() => undefined);
+    const replaced = new Set([...listed.values()].map((s) => s.rewrittenFrom).filter((x): x is string => !!x));
+    const snapshots = [...listed].filter(([id]) => !replaced.has(id)).map(([id, snapshot]) => ({ id, snapshot }));
+    snapshots.sort((a, b) => -newerFirst(a, b));
+    const newest = snapshots[snapshots.length - 1];
+    let latestFull: SnapshotListing | undefined;
+    if (newest) {
+      const whole = read.get(newest.id) ?? (await this.readSnapshot(newest.id).catch(() => undefined));
+      if (!whole) return undefined;
+      latestFull = { id: newest.id, snapshot: whole };
+    }
+    return { snapshots, damaged, superseded: [...listed.keys()].filter((id) => replaced.has(id)), latestFull };
+  }
+
   /** Resolve "latest", a full id or a unique prefix (at least 4 characters). */
   async resolveSnapshot(ref: string | undefined): Promise<SnapshotListing> {
-    const { snapshots, latestFull } = await this.listSnapshots({ entries: false });
-    const full = async (s: SnapshotListing): Promise<SnapshotListing> => (s.id === latestFull?.id ? latestFull : { id: s.id, snapshot: await this.readSnapshot(s.id) });
+    const { snapshots, latestFull } = await this.listSnapshots({ entries: false, cached: true });
+    const full = async (s: SnapshotListing): Promise<SnapshotListing> => {
+      if (s.id === latestFull?.id) return latestFull;
+      // Listed from the cache, it may have been damaged since.
+      const snapshot = await this.readSnapshot(s.id).catch((err: unknown) => {
+        throw new DamageError(`Snapshot ${s.id.slice(0, 8)} is damaged and cannot be read (${(err as Error).message}). Run "clinicvault verify" for details.`);
+      });
+      return { id: s.id, snapshot };
+    };
     if (snapshots.length === 0) throw new UsageError('This vault has no backups yet.');
     if (!ref || ref === 'latest') return full(snapshots[snapshots.length - 1]!);
     if (!/^[0-9a-f]{4,64}$/.test(ref)) throw new UsageError(`"${ref}" is not a snapshot id. Use "latest" or an id shown by "clinicvault snapshots".`);
@@ -244,6 +304,11 @@ export class Vault {
     if (exists) throw new DamageError(`Snapshot ${ref} exists but is damaged and cannot be read. Run "clinicvault verify" for details.`);
     throw new UsageError(`No snapshot with id ${ref} in this vault. "clinicvault snapshots" lists them.`);
   }
+}
+
+/** A snapshot as listed without its file lists. */
+function withoutEntries(snapshot: Snapshot): Snapshot {
+  return { ...snapshot, sources: snapshot.sources.map((src) => ({ ...src, entries: [] })) };
 }
 
 /** Negative when a is newer than b: by time, then by id (the order listSnapshots returns, reversed). Times are ISO

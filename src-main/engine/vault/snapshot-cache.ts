@@ -1,7 +1,8 @@
 // The local cache of a vault's list of backups, on this computer beside the index cache (index-cache.ts). Listing the
 // backups read every snapshot whole: ~33 ms each for the bench data, most of it the database's chunk list, before
 // every backup and restore; ~0.75 s with the 23 backups the default retention keeps, and more with tagged ones.
-// The cache holds each snapshot as listed (its file lists left out), keyed by its id (decision 0024).
+// The cache holds each snapshot as listed (its file lists and audit records left out), keyed by its id (decision
+// 0024).
 //
 // A snapshot's id is the SHA-256 of its bytes, so an entry stands for exactly that file, for as long as the vault
 // lists it; a snapshot not in the cache is read and added, one no longer listed (pruned, erased) is dropped. Only
@@ -36,8 +37,8 @@ export class SnapshotCache {
     }
   }
 
-  /** Keep these listings (snapshots without their file lists). Not made durable: a cache lost in a power cut is
-   * read again from the vault. */
+  /** Keep these listings (snapshots without their file lists and audit records). Not made durable: a cache lost in
+   * a power cut is read again from the vault. */
   async write(keys: MasterKeys, listings: ReadonlyMap<string, Snapshot>): Promise<void> {
     await fsp.mkdir(path.dirname(this.file), { recursive: true, mode: 0o700 });
     await writeFileAtomic(this.file, seal(keys.encryption, Buffer.from(JSON.stringify([...listings])), this.aad), { durable: false });

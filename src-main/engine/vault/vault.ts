@@ -204,7 +204,7 @@ export class Vault {
 
   /** All readable snapshots, oldest first; unreadable ones are returned in `damaged`. A snapshot that a rewrite
    * (erase, tag) replaced but that still exists, because the rewrite was interrupted, is left out and named in
-   * `superseded`: the rewrite stands for it. With `entries: false` the sources' file lists are left empty; `each`
+   * `superseded`: the rewrite stands for it. With `entries: false` the sources' file lists and the audit records are left empty; `each`
    * still sees every snapshot whole, one at a time as it is read (superseded ones too: check `superseded`), and
    * `latestFull` is the newest snapshot whole, so that a caller who needs its files does not read it twice.
    * `cached` (with `entries: false`, without `each`): the listings of snapshots listed before come from the local
@@ -306,9 +306,10 @@ export class Vault {
   }
 }
 
-/** A snapshot as listed without its file lists. */
+/** A snapshot as listed without its file lists and its audit records (each snapshot carries the whole audit history
+ * up to its backup, so a list with them would grow with the number of backups times the length of that history). */
 function withoutEntries(snapshot: Snapshot): Snapshot {
-  return { ...snapshot, sources: snapshot.sources.map((src) => ({ ...src, entries: [] })) };
+  return { ...snapshot, sources: snapshot.sources.map((src) => ({ ...src, entries: [] })), audit: [] };
 }
 
 /** Negative when a is newer than b: by time, then by id (the order listSnapshots returns, reversed). Times are ISO

@@ -90,9 +90,11 @@ export async function erase(vault: Vault, patterns: string[], opts: { dryRun?: b
             }
           } else keep.push(e);
         }
-        if (keep.length === src.entries.length) return src;
+        // What the backup skipped (a link, an unreadable file) is named in it too.
+        const skipped = src.skipped.filter((x) => !matches(`${src.label}/${x.path}`));
+        if (keep.length === src.entries.length && skipped.length === src.skipped.length) return src;
         const files = keep.filter((e) => e.type === 'file');
-        const out: FolderSource = { ...src, entries: keep, fileCount: files.length, bytes: files.reduce((a, e) => a + e.size, 0) };
+        const out: FolderSource = { ...src, entries: keep, skipped, fileCount: files.length, bytes: files.reduce((a, e) => a + e.size, 0) };
         return out;
       });
       if (m.files.length === 0 && sources.every((src, i) => src === s.snapshot.sources[i])) continue;
@@ -111,6 +113,10 @@ export async function erase(vault: Vault, patterns: string[], opts: { dryRun?: b
     // Every pack with any byte no snapshot needs is rewritten, and unlisted packs go at once (we hold the lock, so
     // no backup is writing them): nothing of the erased files stays on the drive.
     result.prune = await prune(vault, { lock, repackAll: true, orphanGraceMs: 0, log: opts.log });
+    // This computer's caches of the vault (index-cache.ts, snapshot-cache.ts) are made again now rather than by the
+    // next backup: sealed as they are, they would still hold the erased chunks' ids and the old backups' listings.
+    await vault.loadIndex().catch(() => undefined);
+    await vault.listSnapshots({ entries: false, cached: true }).catch(() => undefined);
     return result;
   } finally {
     await lock?.release().catch(() => undefined);

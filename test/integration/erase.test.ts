@@ -53,6 +53,8 @@ async function prepare(): Promise<Prepared> {
   writeFile(path.join(media, 'patients', 'P0041', 'photo.jpg'), randomBytes(300_000));
   writeFile(path.join(media, 'patients', 'P0042', 'photo.jpg'), randomBytes(500_000));
   writeFile(path.join(media, 'letters', 'referral.txt'), 'Dear colleague, '.repeat(5000));
+  // A link the backups skip, and name in their list of skipped files.
+  fs.symlinkSync('photo.jpg', path.join(media, 'patients', 'P0042', 'photo-link.jpg'));
   for (let day = 0; day < 3; day++) {
     // The patient's notes change every day: three versions, each holding the marker (among compressible text).
     writeFile(path.join(media, 'patients', 'P0042', 'notes.txt'), `Day ${day}. ${MARKER}\n` + 'Follow-up in two weeks. '.repeat(3000) + randomBytes(2000).toString('hex'));
@@ -89,11 +91,20 @@ describe('erase', () => {
     expect(dry.stdout).toContain('media/patients/P0042/notes.txt');
     expect(fs.readdirSync(path.join(vault, 'snapshots')).sort()).toEqual(snapsBefore);
 
+    // This computer's caches of the vault, as a backup or restore leaves them.
+    const cacheDir = path.join(p.work, 'home', 'cache');
+    await (await Vault.open(vault, { passphrase: PASS }, { cacheDir })).listSnapshots({ entries: false, cached: true });
+
     const r = cli(['erase', '--vault', vault, '--path', 'media/patients/P0042', '--json'], env);
     expect(r.code, r.stderr).toBe(0);
     const res = JSON.parse(r.stdout);
     expect(Object.keys(res.rewritten).sort()).toEqual(snapsBefore);
     expect(await traces(vault)).toEqual([]);
+    // The caches were made again: they list the rewritten backups only, and the index as it is now.
+    const cached = await Vault.open(vault, { passphrase: PASS }, { cacheDir });
+    const listed = [...(await cached.snapshotCache!.read(cached.keys)).keys()].sort();
+    expect(listed).toEqual(Object.values(res.rewritten).sort());
+    expect((await cached.loadIndex()).fromCache).toBe(true);
     for (const f of fs.readdirSync(path.join(vault, 'index'))) expect(fs.readFileSync(path.join(vault, 'index', f)).includes(MARKER)).toBe(false);
 
     const v = cli(['verify', '--vault', vault, '--read-data'], env);

@@ -1,6 +1,6 @@
 // The pack-header layout with groups (FORMAT.md, "Packs"): what a stranger's reader must get right.
 import { describe, expect, it } from 'vitest';
-import { BlobType, blobRuns, decodePackHeader, encodePackHeader, packContentBytes, type PackBlob } from '../../src-main/engine/vault/pack.js';
+import { BlobType, blobRuns, decodePackHeader, encodePackHeader, headerContentBytes, packContentBytes, type PackBlob } from '../../src-main/engine/vault/pack.js';
 
 const id = (n: number): Buffer => Buffer.alloc(32, n);
 
@@ -24,6 +24,7 @@ describe('pack header with groups', () => {
     expect(groupEntry.subarray(10).equals(Buffer.alloc(32))).toBe(true);
     expect(decodePackHeader(enc)).toEqual(blobs);
     expect(packContentBytes(blobs)).toBe(450);
+    expect(headerContentBytes(enc)).toBe(450); // each group once, from the header's bytes alone
   });
 
   it('refuses a group whose members do not add up, and members outside a group', () => {

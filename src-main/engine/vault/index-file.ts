@@ -3,7 +3,7 @@
 import { open, sealParts, sha256 } from './crypto.js';
 import type { MasterKeys } from './keys.js';
 import { IdTable, slotCountFor, type SharedIdTable } from './id-table.js';
-import { BlobType, Ref, REF_WIDTH, decodePackHeader, encodePackHeader, packContentBytes, readPackHeader, walkPackHeader, type BlobRefs, type PackBlob } from './pack.js';
+import { BlobType, Ref, REF_WIDTH, decodePackHeader, encodePackHeader, headerContentBytes, readPackHeader, walkPackHeader, type BlobRefs, type PackBlob } from './pack.js';
 import type { Storage } from './storage.js';
 
 export const INDEX_AAD = 'clinicvault:index:v1';
@@ -35,7 +35,7 @@ export class IndexedPack implements PackRecord {
 
   /** Bytes of sealed blobs before its header. */
   get contentBytes(): number {
-    return (this.bytes ??= packContentBytes(this.blobs));
+    return (this.bytes ??= headerContentBytes(this.header));
   }
 }
 

@@ -140,6 +140,16 @@ export function packContentBytes(blobs: PackBlob[]): number {
   return total;
 }
 
+/** packContentBytes from a pack header's bytes, already checked (walkPackHeader), without decoding its chunks:
+ * verify sums it over every pack before its first read, and decoding the bench vault's 57,500 chunks into objects
+ * for it took ~50 ms there. */
+export function headerContentBytes(buf: Buffer): number {
+  const n = buf.readUInt32LE(4);
+  let total = 0;
+  for (let i = 0, o = 8; i < n; i++, o += ENTRY_BYTES) if (buf[o] !== BlobType.Member) total += buf.readUInt32LE(o + 2);
+  return total;
+}
+
 /** The stored bytes a chunk accounts for: its blob, or its share of its group's blob. */
 export function storedShare(b: PackBlob): number {
   return isMember(b) ? Math.round((b.length * b.rawLength) / Math.max(1, b.groupRaw!)) : b.length;

@@ -86,7 +86,7 @@ describe('snapshot cache', () => {
     flipByte(vault.storage.filePath('snapshots', first.snapshotId));
 
     const v = await Vault.open(loc, { passphrase: PASS }, { cacheDir });
-    await expect(v.resolveSnapshot(first.snapshotId.slice(0, 8))).rejects.toThrow(/Snapshot [0-9a-f]{8} is damaged and cannot be read .*clinicvault verify/);
+    await expect(v.resolveSnapshot(first.snapshotId.slice(0, 8))).rejects.toThrow(/Snapshot [0-9a-f]{8} is damaged and cannot be read\. Run "clinicvault verify"/);
 
     // The photos' parent is the damaged backup: they are read again, stored once (dedup), and restore whole.
     const again = await backup(v, { folders: [photos], appVersion: 'test' });

@@ -204,9 +204,10 @@ export class Vault {
 
   /** All readable snapshots, oldest first; unreadable ones are returned in `damaged`. A snapshot that a rewrite
    * (erase, tag) replaced but that still exists, because the rewrite was interrupted, is left out and named in
-   * `superseded`: the rewrite stands for it. With `entries: false` the sources' file lists and the audit records are left empty; `each`
-   * still sees every snapshot whole, one at a time as it is read (superseded ones too: check `superseded`), and
-   * `latestFull` is the newest snapshot whole, so that a caller who needs its files does not read it twice.
+   * `superseded`: the rewrite stands for it. With `entries: false` the sources' file lists and the audit records
+   * are left empty; `each` still sees every snapshot whole, one at a time as it is read (superseded ones too: check
+   * `superseded`), and `latestFull` is the newest snapshot whole, so that a caller who needs its files does not
+   * read it twice.
    * `cached` (with `entries: false`, without `each`): the listings of snapshots listed before come from the local
    * cache, and only new snapshots and the newest are read; `damaged` then names only unreadable new ones, and a
    * caller must expect an older snapshot it reads to fail (backup and restore, which read the one they need). */
@@ -289,8 +290,8 @@ export class Vault {
     const full = async (s: SnapshotListing): Promise<SnapshotListing> => {
       if (s.id === latestFull?.id) return latestFull;
       // Listed from the cache, it may have been damaged since.
-      const snapshot = await this.readSnapshot(s.id).catch((err: unknown) => {
-        throw new DamageError(`Snapshot ${s.id.slice(0, 8)} is damaged and cannot be read (${(err as Error).message}). Run "clinicvault verify" for details.`);
+      const snapshot = await this.readSnapshot(s.id).catch(() => {
+        throw new DamageError(`Snapshot ${s.id.slice(0, 8)} is damaged and cannot be read. Run "clinicvault verify" for details.`);
       });
       return { id: s.id, snapshot };
     };

@@ -2,7 +2,7 @@
 // audit entries). The CLI and the Electron main process both call these; neither talks to the engine directly.
 import { backup, type BackupOptions, type BackupResult } from '../engine/backup.js';
 import { ClinicVaultError } from '../engine/errors.js';
-import type { Inventory } from '../engine/inventory/inventory.js';
+import { fileCount, type Inventory } from '../engine/inventory/inventory.js';
 import { restore, type RestoreOptions, type RestoreResult } from '../engine/restore.js';
 import { restorePostgres, type PgRestoreOptions, type PgRestoreResult } from '../engine/restore-postgres.js';
 import { verify, type VerifyOptions, type VerifyReport } from '../engine/verify.js';
@@ -198,12 +198,15 @@ export async function runVerify(inv: Inventory, vault: Vault, opts: VerifyOption
 /** Rebuild the inventory's view of a vault from the vault alone (new PC). */
 export async function rebuildInventory(inv: Inventory, vault: Vault): Promise<{ snapshots: number; auditImported: number; damaged: number }> {
   inv.upsertVault(vault.id, vault.location, vault.config.created);
-  const { snapshots, damaged } = await vault.listSnapshots();
-  for (const s of snapshots) inv.recordSnapshot(vault.id, s.id, s.snapshot);
+  // Each backup is read whole once, one at a time, and only its file count kept (a month of backups kept whole held
+  // ~200 MB); the newest comes back whole (latestFull) for its audit history, the longest.
+  const files = new Map<string, number>();
+  const { snapshots, damaged, latestFull } = await vault.listSnapshots({ entries: false, each: (s) => files.set(s.id, fileCount(s.snapshot)) });
+  for (const s of snapshots) inv.recordSnapshot(vault.id, s.id, s.snapshot, files.get(s.id));
   inv.markMissingSnapshots(vault.id, snapshots.map((s) => s.id));
-  // The newest snapshot carries the longest audit history.
+  const last = snapshots[snapshots.length - 1];
+  const newest = latestFull?.id === last?.id ? latestFull : last && { id: last.id, snapshot: await vault.readSnapshot(last.id) };
   let auditImported = 0;
-  const newest = snapshots[snapshots.length - 1];
   if (newest && newest.snapshot.audit.length > 0) auditImported = inv.importAudit(newest.snapshot.audit);
   inv.audit('inventory.rebuild', vault.id, { snapshots: snapshots.length, auditImported, damaged: damaged.length });
   return { snapshots: snapshots.length, auditImported, damaged: damaged.length };

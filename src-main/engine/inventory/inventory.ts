@@ -114,8 +114,8 @@ export class Inventory {
     })();
   }
 
-  recordSnapshot(vaultId: string, id: string, s: Snapshot): void {
-    const files = s.sources.reduce((a, src) => a + src.entries.filter((e) => e.type === 'file').length, 0);
+  /** `files`: how many files it holds, when `s` is a listing without its file lists (Vault.listSnapshots). */
+  recordSnapshot(vaultId: string, id: string, s: Snapshot, files = fileCount(s)): void {
     const sources = s.sources.map((src) => ({ kind: src.kind, label: src.label, originalPath: src.originalPath }));
     this.db
       .prepare(`INSERT OR REPLACE INTO snapshots(id, vault_id, time, host, tags, sources, bytes_read, bytes_added, files)
@@ -273,4 +273,9 @@ export function verifyAuditChain(records: AuditRecord[]): string | undefined {
     seq = r.seq;
   }
   return undefined;
+}
+
+/** The files a backup holds (its file lists' file entries). */
+export function fileCount(s: Snapshot): number {
+  return s.sources.reduce((a, src) => a + src.entries.filter((e) => e.type === 'file').length, 0);
 }

@@ -3,7 +3,7 @@
 // Prune acts on it; the space report shows it.
 import type { MasterIndex } from './vault/index-file.js';
 import { BlobType, packContentBytes, storedShare, type PackBlob } from './vault/pack.js';
-import { decodeContent, type Snapshot } from './vault/snapshot.js';
+import { ID_BYTES, contentIds, type Snapshot } from './vault/snapshot.js';
 import type { SnapshotListing } from './vault/vault.js';
 
 export interface PackUsage {
@@ -35,27 +35,28 @@ export interface Usage {
   usedBytes: number;
 }
 
-/** `snapshots` may be listed without file lists: each backup's files are read with `load`, one at a time. */
+/** `snapshots` may be listed without file lists: each backup's files are read with `load`, one at a time. Chunks
+ * are counted by their entry number in the index, in typed arrays: with a hex string and an object per chunk in a
+ * map, a prune of 23 backups of the bench data took 4.3 s and 183 MiB. */
 export async function analyzeUsage(index: MasterIndex, snapshots: SnapshotListing[], load: (id: string) => Promise<Snapshot>): Promise<Usage> {
-  // For each needed chunk: how many snapshots reference it (1 = unique to one) and which.
-  const refs = new Map<string, { count: number; last: number }>();
-  let missing = 0;
+  // For each indexed chunk: how many snapshots reference it (0, 1 = unique to one, 2 = more) and the last that did.
+  const count = new Uint8Array(index.size);
+  const last = new Int32Array(index.size).fill(-1);
+  const missing = new Set<string>();
   const logical: number[] = [];
   for (const [i, listed] of snapshots.entries()) {
-    const s = { id: listed.id, snapshot: await load(listed.id) };
+    const snapshot = await load(listed.id);
     let bytes = 0;
-    for (const src of s.snapshot.sources) {
+    for (const src of snapshot.sources) {
       for (const e of src.entries) {
         if (e.type === 'file') bytes += e.size;
-        for (const raw of decodeContent(e.content)) {
-          const id = raw.toString('hex');
-          const r = refs.get(id);
-          if (!r) {
-            if (!index.has(id)) missing++;
-            refs.set(id, { count: 1, last: i });
-          } else if (r.last !== i) {
-            r.count++;
-            r.last = i;
+        const ids = contentIds(e.content);
+        for (let at = 0; at < ids.length; at += ID_BYTES) {
+          const k = index.locate(ids, at);
+          if (k < 0) missing.add(ids.toString('hex', at, at + ID_BYTES));
+          else if (last[k] !== i) {
+            last[k] = i;
+            if (count[k]! < 2) count[k]!++;
           }
         }
       }
@@ -63,20 +64,16 @@ export async function analyzeUsage(index: MasterIndex, snapshots: SnapshotListin
     logical.push(bytes);
   }
   const unique = new Array<number>(snapshots.length).fill(0);
-  for (const [id, r] of refs) {
-    if (r.count !== 1) continue;
-    const e = index.get(id);
-    if (e) unique[r.last]! += storedShare(e.blob);
-  }
+  for (let k = 0; k < count.length; k++) if (count[k] === 1) unique[last[k]!]! += storedShare(index.entryAt(k).blob);
   const packs = new Map<string, PackUsage>();
   let storedBytes = 0;
   let usedBytes = 0;
   for (const [packId, rec] of index.packs) {
     const isUsed = (b: PackBlob): boolean => {
-      const id = b.id.toString('hex');
-      if (!refs.has(id)) return false;
-      const canonical = index.get(id);
-      return !!canonical && canonical.pack === packId && canonical.blob.offset === b.offset && canonical.blob.inner === b.inner;
+      const k = index.locate(b.id, 0);
+      if (k < 0 || count[k] === 0) return false;
+      const canonical = index.entryAt(k);
+      return canonical.pack === packId && canonical.blob.offset === b.offset && canonical.blob.inner === b.inner;
     };
     const used: PackBlob[] = [];
     let u = 0;
@@ -109,7 +106,7 @@ export async function analyzeUsage(index: MasterIndex, snapshots: SnapshotListin
   return {
     packs,
     snapshots: snapshots.map((s, i) => ({ id: s.id, time: s.snapshot.time, logicalBytes: logical[i]!, uniqueBytes: unique[i]! })),
-    missing,
+    missing: missing.size,
     storedBytes,
     usedBytes,
   };

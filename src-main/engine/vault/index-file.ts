@@ -149,8 +149,7 @@ export class MasterIndex {
 
   get(id: Buffer | string): IndexEntry | undefined {
     const e = this.entryOf(id);
-    if (e < 0) return undefined;
-    return { pack: this.packIds[this.cols.pack[e]!]!, blob: this.cols.blob(e, this.table.id(e)) };
+    return e < 0 ? undefined : this.entryAt(e);
   }
 
   /** The pack that holds the chunk `id[at..at+32]`, without making its entry (verify asks this of every chunk of
@@ -163,6 +162,11 @@ export class MasterIndex {
   /** The entry number of the chunk `id[at..at+32]` (for rawLength and refs), or -1 when no pack holds it. */
   locate(id: Buffer, at: number): number {
     return at >= 0 && at + 32 <= id.length ? this.table.find(id, at) : -1;
+  }
+
+  /** Entry e's chunk and where the index keeps it (entries are numbered 0 .. size-1). */
+  entryAt(e: number): IndexEntry {
+    return { pack: this.packIds[this.cols.pack[e]!]!, blob: this.cols.blob(e, this.table.id(e)) };
   }
 
   /** The plaintext length of entry e. */

@@ -7,7 +7,7 @@ import { inflateRawSync } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
 import { open } from '../../src-main/engine/vault/crypto.js';
 import { generateMasterKeys } from '../../src-main/engine/vault/keys.js';
-import { draftSnapshot, readSnapshot, SNAPSHOT_AAD, type SnapshotDraft } from '../../src-main/engine/vault/snapshot.js';
+import { draftSnapshot, readSnapshot, SNAPSHOT_AAD, writeSnapshot, type SnapshotDraft } from '../../src-main/engine/vault/snapshot.js';
 import { LocalStorage } from '../../src-main/engine/vault/storage.js';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cv-draft-'));
@@ -19,7 +19,7 @@ describe('draftSnapshot', () => {
     const storage = new LocalStorage(dir);
     const keys = generateMasterKeys();
     // A chunk list of random ids, like a database's, and a folder of many similar entries.
-    const content = Buffer.from(Array.from({ length: 40_000 }, (_, i) => (i * 2654435761) % 251)).toString('base64');
+    const content = Buffer.from(Array.from({ length: 60_000 }, (_, i) => (i * 2654435761) % 251)).toString('base64');
     const draft: SnapshotDraft = {
       version: 1,
       time: '2026-12-03T04:00:00.000Z',
@@ -42,5 +42,14 @@ describe('draftSnapshot', () => {
     expect(await readSnapshot(storage, keys, id)).toEqual(snapshot);
     const plain = inflateRawSync(open(keys.encryption, fs.readFileSync(path.join(dir, 'snapshots', id)), SNAPSHOT_AAD)).toString();
     expect(plain).toBe(JSON.stringify(snapshot));
+    // The long chunk list is stored as it is (deflate would shrink it by ~25%), the 500 entries compressed.
+    const size = fs.statSync(path.join(dir, 'snapshots', id)).size;
+    expect(size).toBeGreaterThan(content.length);
+    expect(size).toBeLessThan(content.length + 10_000);
+
+    // A rewritten snapshot (erase, tag) is written the same way.
+    const again = await writeSnapshot(storage, keys, { ...snapshot, tags: ['kept'] });
+    expect(await readSnapshot(storage, keys, again)).toEqual({ ...snapshot, tags: ['kept'] });
+    expect(fs.statSync(path.join(dir, 'snapshots', again)).size).toBeLessThan(content.length + 10_000);
   });
 });

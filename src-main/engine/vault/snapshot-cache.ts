@@ -6,8 +6,9 @@
 //
 // A snapshot's id is the SHA-256 of its bytes, so an entry stands for exactly that file, for as long as the vault
 // lists it; a snapshot not in the cache is read and added, one no longer listed (pruned, erased) is dropped. Only
-// the listing of backup and restore uses it: they still read in full each snapshot whose files they need, and
-// verify, prune and the backup list read every snapshot. Sealed with the vault's key and bound to the vault's id.
+// the listing of backup and restore uses it (and erase, which makes it again at its end): they still read in full
+// each snapshot whose files they need, and verify, prune and the backup list read every snapshot. Sealed with the
+// vault's key and bound to the vault's id.
 import { createHash } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';

@@ -529,7 +529,6 @@ class BackupRun {
       if (indexCache && this.index.files) this.caching = indexCache.write(this.vault.keys, this.index, [...this.index.files, name]).catch(() => undefined);
     }
   }
-
 }
 
 function findParent(snapshots: Array<{ id: string; snapshot: Snapshot }>, dir: string): { id: string; source: FolderSource } | undefined {

@@ -17,14 +17,27 @@ import { writeFileAtomic } from './storage.js';
 
 const PIECE = 1024 * 1024;
 
+/** Where a local cache of a vault is kept, and the associated data that binds its sealed bytes to that vault (the
+ * index cache here, the list of backups in snapshot-cache.ts). The vault's id comes from its config.json: hashed,
+ * it cannot name a file outside the cache folder. */
+export function localCache(dir: string, kind: 'index' | 'snapshots', vaultId: string): { file: string; aad: string } {
+  const name = kind === 'index' ? 'index-cache' : 'snapshot-cache';
+  return { file: path.join(dir, `${kind}-${createHash('sha256').update(vaultId).digest('hex').slice(0, 32)}.bin`), aad: `clinicvault:${name}:v1:${vaultId}` };
+}
+
+/** Write a local cache's sealed bytes (whole, or in pieces as they are made). Not made durable: a cache lost in a
+ * power cut is read again from the vault. */
+export async function writeLocalCache(file: string, sealed: Uint8Array | Iterable<Uint8Array>): Promise<void> {
+  await fsp.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+  await writeFileAtomic(file, sealed, { durable: false });
+}
+
 export class IndexCache implements IndexCacheStore {
   private readonly file: string;
   private readonly aad: string;
 
   constructor(dir: string, vaultId: string) {
-    // The vault's id comes from its config.json: hashed, it cannot name a file outside the cache folder.
-    this.file = path.join(dir, `index-${createHash('sha256').update(vaultId).digest('hex').slice(0, 32)}.bin`);
-    this.aad = `clinicvault:index-cache:v1:${vaultId}`;
+    ({ file: this.file, aad: this.aad } = localCache(dir, 'index', vaultId));
   }
 
   /** The cached index, if there is one for exactly these index files. */
@@ -46,9 +59,8 @@ export class IndexCache implements IndexCacheStore {
 
   /** Keep `index` as the content of these index files (sorted as the vault lists them). Sealed and written a piece
    * at a time: a backup writes it at its end, where its memory peaks (sealed whole, ~6 MB for the bench vault, it
-   * raised a first backup's peak). Not made durable: a cache lost in a power cut is read again from the vault. */
+   * raised a first backup's peak). */
   async write(keys: MasterKeys, index: MasterIndex, files: readonly string[]): Promise<void> {
-    await fsp.mkdir(path.dirname(this.file), { recursive: true, mode: 0o700 });
-    await writeFileAtomic(this.file, sealPiecewise(keys.encryption, index.cacheParts([...files].sort()), this.aad, PIECE), { durable: false });
+    await writeLocalCache(this.file, sealPiecewise(keys.encryption, index.cacheParts([...files].sort()), this.aad, PIECE));
   }
 }

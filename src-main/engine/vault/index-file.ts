@@ -224,9 +224,7 @@ export class MasterIndex {
       idx = new MasterIndex();
       for (const name of files) {
         try {
-          const sealed = await storage.read('index', name);
-          if (sha256(sealed).toString('hex') !== name) throw new Error('file content does not match its name');
-          for (const p of indexedPacks(open(keys.encryption, sealed, INDEX_AAD))) idx.addPack(p.id, p.header);
+          for (const p of indexedPacks(await openIndexFile(storage, keys, name))) idx.addPack(p.id, p.header);
         } catch (err) {
           idx.problems.push({ file: name, kind: 'index', message: `index file ${name.slice(0, 12)} is damaged: ${(err as Error).message}` });
         }
@@ -322,14 +320,19 @@ export class MasterIndex {
 async function allIntact(storage: Storage, keys: MasterKeys, files: readonly string[]): Promise<boolean> {
   for (const name of files) {
     try {
-      const sealed = await storage.read('index', name);
-      if (sha256(sealed).toString('hex') !== name) return false;
-      open(keys.encryption, sealed, INDEX_AAD);
+      await openIndexFile(storage, keys, name);
     } catch {
       return false;
     }
   }
   return true;
+}
+
+/** An index file's plaintext; throws if its bytes do not hash to its name or do not decrypt. */
+async function openIndexFile(storage: Storage, keys: MasterKeys, name: string): Promise<Buffer> {
+  const sealed = await storage.read('index', name);
+  if (sha256(sealed).toString('hex') !== name) throw new Error('file content does not match its name');
+  return open(keys.encryption, sealed, INDEX_AAD);
 }
 
 /** Where the local cache of a vault's index is kept (index-cache.ts). */

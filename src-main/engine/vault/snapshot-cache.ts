@@ -9,22 +9,18 @@
 // the listing of backup and restore uses it (and erase, which makes it again at its end): they still read in full
 // each snapshot whose files they need, and verify, prune and the backup list read every snapshot. Sealed with the
 // vault's key and bound to the vault's id.
-import { createHash } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
-import * as path from 'node:path';
 import { open, seal } from './crypto.js';
+import { localCache, writeLocalCache } from './index-cache.js';
 import type { MasterKeys } from './keys.js';
 import type { Snapshot } from './snapshot.js';
-import { writeFileAtomic } from './storage.js';
 
 export class SnapshotCache {
   private readonly file: string;
   private readonly aad: string;
 
   constructor(dir: string, vaultId: string) {
-    // The vault's id comes from its config.json: hashed, it cannot name a file outside the cache folder.
-    this.file = path.join(dir, `snapshots-${createHash('sha256').update(vaultId).digest('hex').slice(0, 32)}.bin`);
-    this.aad = `clinicvault:snapshot-cache:v1:${vaultId}`;
+    ({ file: this.file, aad: this.aad } = localCache(dir, 'snapshots', vaultId));
   }
 
   /** The cached listings by snapshot id; empty when there is no cache, or it is damaged or from another vault. */
@@ -38,11 +34,9 @@ export class SnapshotCache {
     }
   }
 
-  /** Keep these listings (snapshots without their file lists and audit records). Not made durable: a cache lost in
-   * a power cut is read again from the vault. */
+  /** Keep these listings (snapshots without their file lists and audit records). */
   async write(keys: MasterKeys, listings: ReadonlyMap<string, Snapshot>): Promise<void> {
-    await fsp.mkdir(path.dirname(this.file), { recursive: true, mode: 0o700 });
-    await writeFileAtomic(this.file, seal(keys.encryption, Buffer.from(JSON.stringify([...listings])), this.aad), { durable: false });
+    await writeLocalCache(this.file, seal(keys.encryption, Buffer.from(JSON.stringify([...listings])), this.aad));
   }
 }
 

@@ -1,6 +1,6 @@
 // The pack-header layout with groups (FORMAT.md, "Packs"): what a stranger's reader must get right.
 import { describe, expect, it } from 'vitest';
-import { BlobType, blobRuns, decodePackHeader, encodePackHeader, headerContentBytes, packContentBytes, type PackBlob } from '../../src-main/engine/vault/pack.js';
+import { BlobType, blobRuns, decodePackHeader, encodePackHeader, headerCheckWork, headerContentBytes, packContentBytes, type PackBlob } from '../../src-main/engine/vault/pack.js';
 
 const id = (n: number): Buffer => Buffer.alloc(32, n);
 
@@ -25,6 +25,17 @@ describe('pack header with groups', () => {
     expect(decodePackHeader(enc)).toEqual(blobs);
     expect(packContentBytes(blobs)).toBe(450);
     expect(headerContentBytes(enc)).toBe(450); // each group once, from the header's bytes alone
+    // Work to check it: every chunk's bytes and 8 KiB each, the compressed group's and data blob's bytes again.
+    expect(headerCheckWork(enc)).toBe(72 + 3 * 4096 + 900 + 5 * 8192 + 12288 + 900);
+  });
+
+  it('ranks a pack of compressed database pages above one photo of the same size for verify', () => {
+    const raw = 64 * 4096;
+    const photo = encodePackHeader([{ id: id(1), type: BlobType.Data, compression: 0, offset: 0, length: raw + 28, rawLength: raw }]);
+    const pages = encodePackHeader(
+      Array.from({ length: 64 }, (_, i) => ({ id: id(i), type: BlobType.Member, compression: 2, offset: 0, length: 90_000, rawLength: 4096, inner: i * 4096, groupRaw: raw })),
+    );
+    expect(headerCheckWork(pages)).toBeGreaterThan(3 * headerCheckWork(photo));
   });
 
   it('refuses a group whose members do not add up, and members outside a group', () => {

@@ -8,5 +8,9 @@ holdYoungGeneration();
 // Less optimizing-compiler work and buffers freed as soon as they are collected (young-generation.ts, decision 0021).
 setEngineFlags();
 
+// The vault's key derivation starts before the rest of the CLI loads (early-unlock.ts).
+const { startEarlyUnlock } = await import('../dist/src-main/cli/early-unlock.js');
+await startEarlyUnlock(process.argv);
+
 const { main } = await import('../dist/src-main/cli/main.js');
 process.exitCode = await main(process.argv);

@@ -24,12 +24,18 @@ function interactive(): boolean {
   return !!process.stdin.isTTY && !!process.stderr.isTTY;
 }
 
-/** The secret that opens an existing vault. */
-export async function openingSecret(flags: SecretFlags): Promise<Secret> {
+/** The secret that opens an existing vault, where it can be had without asking: from a file, else the environment. */
+export async function givenSecret(flags: SecretFlags): Promise<Secret | undefined> {
   if (flags.recoveryKeyFile) return { recoveryKey: await readSecretFile(flags.recoveryKeyFile, 'recovery key') };
   if (flags.passphraseFile) return { passphrase: await readSecretFile(flags.passphraseFile, 'passphrase') };
   const env = process.env.CLINICVAULT_PASSPHRASE;
-  if (env) return { passphrase: env };
+  return env ? { passphrase: env } : undefined;
+}
+
+/** The secret that opens an existing vault. */
+export async function openingSecret(flags: SecretFlags): Promise<Secret> {
+  const given = await givenSecret(flags);
+  if (given) return given;
   if (interactive()) return { passphrase: await prompt({ message: 'Vault passphrase:', mask: true }, { output: process.stderr }) };
   throw new UsageError('No passphrase given. Set CLINICVAULT_PASSPHRASE, use --passphrase-file FILE (or --recovery-key-file FILE), or run in a terminal to be asked.');
 }

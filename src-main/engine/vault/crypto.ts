@@ -136,11 +136,33 @@ export interface ScryptParams {
   p: number;
 }
 
-export function scryptKey(secret: string, salt: Buffer, params: ScryptParams): Promise<Buffer> {
+/** Derivations started ahead of the unlock that needs them (deriveAhead in keys.ts), by salt and parameters: the
+ * same secret gives the same key, so the unlock takes the one under way. Each is taken once. */
+const ahead = new Map<string, { secret: string; key: Promise<Buffer> }>();
+
+/** How many derivations started ahead are waiting to be taken (for tests). */
+export function derivationsAhead(): number {
+  return ahead.size;
+}
+
+/** The key scrypt derives from secret and salt. With `early`, the derivation is also kept for the next call with the
+ * same secret, salt and parameters, which takes it instead of starting its own. */
+export function scryptKey(secret: string, salt: Buffer, params: ScryptParams, early = false): Promise<Buffer> {
+  const tag = `${params.N}:${params.r}:${params.p}:${salt.toString('base64')}`;
+  const started = ahead.get(tag);
+  if (started && started.secret === secret) {
+    ahead.delete(tag);
+    return started.key;
+  }
   const maxmem = 128 * params.N * params.r * params.p + 64 * 1024 * 1024;
-  return new Promise((resolve, reject) => {
-    scrypt(secret.normalize('NFC'), salt, 32, { ...params, maxmem }, (err, key) => (err ? reject(err) : resolve(key)));
+  const key = new Promise<Buffer>((resolve, reject) => {
+    scrypt(secret.normalize('NFC'), salt, 32, { ...params, maxmem }, (err, derived) => (err ? reject(err) : resolve(derived)));
   });
+  if (early) {
+    key.catch(() => undefined);
+    ahead.set(tag, { secret, key });
+  }
+  return key;
 }
 
 export function hkdfKey(secret: Buffer, salt: Buffer, info: string): Buffer {

@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import Database from 'better-sqlite3';
 import { Vault } from '../../src-main/engine/vault/vault.js';
 import { backup } from '../../src-main/engine/backup.js';
+import { startSqliteCopy } from '../../src-main/engine/sources/sqlite.js';
 import { restore } from '../../src-main/engine/restore.js';
 import { makeClinicDb, tempDir } from '../helpers/clinic.js';
 import { PASS, ROOT } from '../helpers/cli.js';
@@ -21,7 +22,10 @@ for (const mode of ['WAL', 'DELETE']) {
       try {
         const { vault } = await Vault.init(path.join(work, 'vault'), PASS);
         const snaps = [];
-        for (let i = 0; i < 3; i++) snaps.push(await backup(vault, { sqlite: [dbFile], appVersion: 'test', tmpDir: path.join(work, 'tmp') }));
+        const tmpDir = path.join(work, 'tmp');
+        for (let i = 0; i < 3; i++) snaps.push(await backup(vault, { sqlite: [dbFile], appVersion: 'test', tmpDir }));
+        // And the CLI's way: the copy started before the backup, while the vault unlocks (startSqliteCopy).
+        for (let i = 0; i < 2; i++) snaps.push(await backup(vault, { sqlite: [dbFile], sqliteCopies: [await startSqliteCopy(dbFile, tmpDir)], appVersion: 'test', tmpDir }));
         for (const [i, s] of snaps.entries()) {
           const src = s.snapshot.sources[0]!;
           expect(src.kind).toBe('sqlite');
@@ -40,6 +44,7 @@ for (const mode of ['WAL', 'DELETE']) {
         }
         // the writer really was writing between backups
         const counts = snaps.map((s) => (s.snapshot.sources[0]!.kind === 'sqlite' ? s.snapshot.sources[0]!.tables.events! : 0));
+        expect(counts[4]!).toBeGreaterThan(counts[2]!);
         expect(counts[2]!).toBeGreaterThan(counts[0]!);
       } finally {
         writer.kill('SIGKILL');

@@ -1,7 +1,6 @@
 // Storage: the vault's files on a local folder (external drive, NAS mount, local disk). Every write goes to a
 // temporary name, is fsynced, renamed into place and its folder fsynced, so a file appears whole or not at all.
-import * as fs from 'node:fs';
-import { constants as fsc } from 'node:fs';
+import { constants as fsc, readSync } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -357,7 +356,7 @@ export class LocalStorage implements Storage {
         // when it was cached, it cost verify ~0.4 s); from the disk, a fraction of a millisecond.
         const { size } = await fh.stat();
         const t = performance.now();
-        fs.readSync(fh.fd, scratch, 0, Math.min(4096, scratch.length), Math.floor(size / 8192) * 4096);
+        readSync(fh.fd, scratch, 0, Math.min(4096, scratch.length), Math.floor(size / 8192) * 4096);
         if (performance.now() - t < CACHED_READ_MS) return;
         for (let pos = 0; ; pos += scratch.length) if ((await fh.read(scratch, 0, scratch.length, pos)).bytesRead < scratch.length) break;
       } finally {

@@ -4,6 +4,7 @@
 // affects: which pack, which snapshots, which files.
 import { EnginePool } from './pipeline/pool.js';
 import type { VerifyResult } from './pipeline/protocol.js';
+import { ReadAhead } from './pipeline/read-ahead.js';
 import { collectGarbage } from './pipeline/young-generation.js';
 import type { MasterIndex } from './vault/index-file.js';
 import { headerCheckWork } from './vault/pack.js';
@@ -130,8 +131,9 @@ async function verifyWith(vault: Vault, opts: VerifyOptions, pool: EnginePool | 
   // alone for ~0.3 s at the end of the bench vault's verify.
   const work = new Map(toRead.map((id) => [id, headerCheckWork(index.packs.get(id)!.header)]));
   toRead.sort((a, b) => work.get(b)! - work.get(a)!);
-  const ahead = new ReadAhead(vault.storage, toRead);
+  const ahead = new ReadAhead(vault.storage);
   const reads = toRead.map((packId) => {
+    ahead.queued([packId]);
     const read = pool!.run<VerifyResult>({ kind: 'verify', packId, blobs: new Uint8Array(index.packs.get(packId)!.header) }).then((r) => {
       ahead.done();
       bytesRead += r.bytes;
@@ -212,48 +214,6 @@ async function verifyWith(vault: Vault, opts: VerifyOptions, pool: EnginePool | 
     problems,
     durationMs: Math.round(performance.now() - t0),
   };
-}
-
-/** Packs the workers will read next are read on libuv's threads first, so a worker finds them in the page cache
- * instead of waiting for the disk with its core idle: packs are written past the page cache (decision 0019), and a
- * drive plugged in for its weekly check has nothing cached. A few packs ahead of the jobs the workers hold, one at
- * a time, through one 1 MiB buffer. */
-class ReadAhead {
-  /** Jobs queued with the workers at once (two each, pool.ts) and packs read ahead of them. */
-  private static readonly HELD = 4;
-  private static readonly AHEAD = 2;
-  private next = ReadAhead.HELD;
-  private finished = 0;
-  private stopped = false;
-  private wake: (() => void) | undefined;
-
-  constructor(
-    private readonly storage: Vault['storage'],
-    private readonly packs: readonly string[],
-  ) {}
-
-  /** A pack's check ended. */
-  done(): void {
-    this.finished++;
-    this.wake?.();
-  }
-
-  stop(): void {
-    this.stopped = true;
-    this.wake?.();
-  }
-
-  async run(): Promise<void> {
-    const scratch = Buffer.allocUnsafe(1024 * 1024);
-    while (!this.stopped && this.next < this.packs.length) {
-      if (this.next >= this.finished + ReadAhead.HELD + ReadAhead.AHEAD) {
-        await new Promise<void>((resolve) => (this.wake = resolve));
-        this.wake = undefined;
-        continue;
-      }
-      await this.storage.readAhead('data', this.packs[this.next++]!, scratch);
-    }
-  }
 }
 
 /** Add the packs holding a file's chunks to `needed`, and the chunks no pack holds to `missing` (hex). */

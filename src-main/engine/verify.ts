@@ -132,9 +132,10 @@ async function verifyWith(vault: Vault, opts: VerifyOptions, pool: EnginePool | 
   const work = new Map(toRead.map((id) => [id, headerCheckWork(index.packs.get(id)!.header)]));
   toRead.sort((a, b) => work.get(b)! - work.get(a)!);
   const ahead = new ReadAhead(vault.storage);
-  const reads = toRead.map((packId) => {
+  const workers = pool;
+  const reads = !workers ? [] : toRead.map((packId) => {
     ahead.queued([packId]);
-    const read = pool!.run<VerifyResult>({ kind: 'verify', packId, blobs: new Uint8Array(index.packs.get(packId)!.header) }).then((r) => {
+    const read = workers.run<VerifyResult>({ kind: 'verify', packId, blobs: new Uint8Array(index.packs.get(packId)!.header) }).then((r) => {
       ahead.done();
       bytesRead += r.bytes;
       chunksChecked += r.chunks;

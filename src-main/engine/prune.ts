@@ -167,7 +167,7 @@ export async function prune(vault: Vault, opts: PruneOptions = {}): Promise<Prun
       },
       formatFeatures(vault.config).packNaming,
     );
-    const opener = new BlobOpener(vault.keys);
+    const opener = new BlobOpener(vault.keys, formatFeatures(vault.config).boundIds);
     const authentic = (sealed: Buffer, b: PackBlob, packId: string): Buffer => {
       try {
         return opener.open(sealed, b, packId);

@@ -10,7 +10,7 @@ import { backup } from '../../src-main/engine/backup.js';
 import { openBlob, parsePack } from '../../src-main/engine/vault/pack.js';
 import { readSnapshot } from '../../src-main/engine/vault/snapshot.js';
 import { LocalStorage } from '../../src-main/engine/vault/storage.js';
-import { Vault } from '../../src-main/engine/vault/vault.js';
+import { Vault, formatFeatures } from '../../src-main/engine/vault/vault.js';
 import { cli, cliEnv, PASS } from '../helpers/cli.js';
 import { hashTree, makeClinicDb, tempDir, writeFile } from '../helpers/clinic.js';
 
@@ -25,7 +25,7 @@ async function traces(vaultDir: string): Promise<string[]> {
     const bytes = await storage.read('data', packId);
     if (bytes.includes(MARKER)) found.push(`raw pack ${packId}`);
     for (const b of parsePack(vault.keys, bytes, packId)) {
-      if (openBlob(vault.keys, bytes.subarray(b.offset, b.offset + b.length), b, packId).includes(MARKER)) found.push(`chunk in pack ${packId}`);
+      if (openBlob(vault.keys, bytes.subarray(b.offset, b.offset + b.length), b, packId, formatFeatures(vault.config).boundIds).includes(MARKER)) found.push(`chunk in pack ${packId}`);
     }
   }
   for (const id of await storage.list('snapshots')) {

@@ -1,7 +1,8 @@
 // Format 2: a database's new pages are stored in groups (one compressed, sealed blob per ~64 pages, each page still
 // named and deduplicated on its own), and packs are named by the hash of their tail. Every generation of a changing
 // database restores exactly; prune remakes a group whose members are partly forgotten, so no byte of a forgotten
-// page stays; a format 1 vault is still written as format 1.
+// page stays; format 1 and 2 vaults are still written in their own formats.
+import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import Database from 'better-sqlite3';
@@ -9,9 +10,9 @@ import { describe, expect, it } from 'vitest';
 import { backup } from '../../src-main/engine/backup.js';
 import { prune } from '../../src-main/engine/prune.js';
 import { analyzeUsage } from '../../src-main/engine/usage.js';
-import { BlobType, openBlob, packNameMatches, parsePack } from '../../src-main/engine/vault/pack.js';
-import { sha256 } from '../../src-main/engine/vault/crypto.js';
-import { Vault } from '../../src-main/engine/vault/vault.js';
+import { BLOB_AAD, BlobType, openBlob, packNameMatches, parsePack } from '../../src-main/engine/vault/pack.js';
+import { open, sha256 } from '../../src-main/engine/vault/crypto.js';
+import { Vault, formatFeatures } from '../../src-main/engine/vault/vault.js';
 import { cli, cliEnv, PASS } from '../helpers/cli.js';
 import { dbContent, makeClinicDb, tempDir } from '../helpers/clinic.js';
 
@@ -22,7 +23,7 @@ function allChunks(vault: Vault): Buffer[] {
   const out: Buffer[] = [];
   for (const id of fs.readdirSync(path.join(vault.location, 'data')).flatMap((d) => fs.readdirSync(path.join(vault.location, 'data', d)))) {
     const bytes = fs.readFileSync(vault.storage.filePath('data', id));
-    for (const b of parsePack(vault.keys, bytes, id)) out.push(openBlob(vault.keys, bytes.subarray(b.offset, b.offset + b.length), b, id));
+    for (const b of parsePack(vault.keys, bytes, id)) out.push(openBlob(vault.keys, bytes.subarray(b.offset, b.offset + b.length), b, id, formatFeatures(vault.config).boundIds));
   }
   return out;
 }
@@ -92,6 +93,40 @@ describe('format 2: database pages in groups', () => {
     const v = cli(['verify', '--vault', vaultDir, '--read-data', '--json'], env);
     expect(v.code, v.stdout + v.stderr).toBe(0);
     restoreEach(generations.slice(1).map((g) => g.id), 'after');
+  });
+
+  it('a format 2 vault is still written as format 2: data blobs sealed without their ids, so ClinicVault 0.2 reads it', async () => {
+    const work = tempDir('cv-groups-v2-');
+    const db = path.join(work, 'clinic.sqlite');
+    makeClinicDb(db, 100);
+    const media = path.join(work, 'media');
+    fs.mkdirSync(media);
+    fs.writeFileSync(path.join(media, 'scan.pdf'), randomBytes(200_000));
+    const vaultDir = path.join(work, 'vault');
+    await Vault.init(vaultDir, PASS);
+    const configFile = path.join(vaultDir, 'config.json');
+    fs.writeFileSync(configFile, JSON.stringify({ ...JSON.parse(fs.readFileSync(configFile, 'utf8')), version: 2 }, null, 2));
+    const env = cliEnv(path.join(work, 'home'));
+    const b = cli(['backup', '--vault', vaultDir, '--sqlite', db, '--folder', media], env);
+    expect(b.code, b.stderr).toBe(0);
+    const vault = await Vault.open(vaultDir, { passphrase: PASS });
+    let data = 0;
+    for (const id of (await vault.loadIndex()).packs.keys()) {
+      const bytes = fs.readFileSync(vault.storage.filePath('data', id));
+      for (const blob of parsePack(vault.keys, bytes, id).filter((x) => x.type === BlobType.Data)) {
+        const sealed = bytes.subarray(blob.offset, blob.offset + blob.length);
+        expect(open(vault.keys.encryption, sealed, BLOB_AAD).length).toBeGreaterThan(0);
+        expect(() => openBlob(vault.keys, sealed, blob, id, true)).toThrow(/authentication failed/);
+        data++;
+      }
+    }
+    expect(data).toBeGreaterThan(0);
+    expect(cli(['verify', '--vault', vaultDir, '--read-data'], env).code).toBe(0);
+    const target = path.join(work, 'restore');
+    const r = cli(['restore', '--vault', vaultDir, '--target', target], env);
+    expect(r.code, r.stderr).toBe(0);
+    expect(dbContent(path.join(target, 'clinic.sqlite'))).toEqual(dbContent(db));
+    expect(fs.readFileSync(path.join(target, 'media', 'scan.pdf')).equals(fs.readFileSync(path.join(media, 'scan.pdf')))).toBe(true);
   });
 
   it('a format 1 vault is still written as format 1: one blob per page, packs named by their whole content', async () => {

@@ -7,10 +7,10 @@ import { randomBytes } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { backup } from '../../src-main/engine/backup.js';
 import { prune } from '../../src-main/engine/prune.js';
-import { BLOB_AAD } from '../../src-main/engine/vault/pack.js';
+import { dataBlobAad } from '../../src-main/engine/vault/pack.js';
 import { PackWriter } from '../../src-main/engine/pipeline/pack-writer.js';
 import { hmac, seal } from '../../src-main/engine/vault/crypto.js';
-import { Vault } from '../../src-main/engine/vault/vault.js';
+import { Vault, formatFeatures } from '../../src-main/engine/vault/vault.js';
 import { cli, cliAsync, cliEnv, PASS } from '../helpers/cli.js';
 import { hashTree, tempDir, writeFile } from '../helpers/clinic.js';
 
@@ -184,7 +184,8 @@ describe('prune', () => {
     const chunk = randomBytes(5000);
     let orphan = { id: '' };
     const writer = new PackWriter(vault.storage, vault.keys, vault.config.packSize, (pack) => (orphan = pack));
-    await writer.add({ id: hmac(vault.keys.id, chunk), type: 0, compression: 0, rawLength: chunk.length, sealed: seal(vault.keys.encryption, chunk, BLOB_AAD) });
+    const chunkId = hmac(vault.keys.id, chunk);
+    await writer.add({ id: chunkId, type: 0, compression: 0, rawLength: chunk.length, sealed: seal(vault.keys.encryption, chunk, dataBlobAad(chunkId, formatFeatures(vault.config).boundIds)) });
     await writer.finish();
     expect(orphan.id).toMatch(/^[0-9a-f]{64}$/);
     const kept = await prune(vault);

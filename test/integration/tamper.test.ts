@@ -8,6 +8,7 @@ import { backup } from '../../src-main/engine/backup.js';
 import { restore } from '../../src-main/engine/restore.js';
 import { verify } from '../../src-main/engine/verify.js';
 import { decodeContent, writeSnapshot } from '../../src-main/engine/vault/snapshot.js';
+import type { PackBlob } from '../../src-main/engine/vault/pack.js';
 import { randomBytes } from 'node:crypto';
 import { hashTree, makeMedia, tempDir, writeFile } from '../helpers/clinic.js';
 import { cli, cliEnv, PASS } from '../helpers/cli.js';
@@ -62,6 +63,42 @@ describe('tamper detection', () => {
     const v = cli(['verify', '--vault', vault.location, '--read-data'], env);
     expect(v.code).toBe(5);
     expect(v.stdout).toMatch(/is damaged.*affected files: media\/later\/new\.jpg/);
+  });
+
+  // Two sealed photos of the same length trade places: each blob still authenticates on its own, the packs' tails
+  // and headers are untouched, and the index still fits. Format 3 refuses them by the chunk id in each
+  // blob's aad, format 2 by the hash of the plaintext (decision 0026).
+  it.each([2, 3])('two data blobs of one length swapped: verify --read-data and restore refuse both (format %i)', async (version) => {
+    const work = tempDir();
+    const media = path.join(work, 'media');
+    writeFile(path.join(media, 'a.jpg'), randomBytes(150_000));
+    writeFile(path.join(media, 'b.jpg'), randomBytes(150_000));
+    writeFile(path.join(media, 'notes.txt'), 'untouched\n');
+    const dir = path.join(work, 'vault');
+    await Vault.init(dir, PASS);
+    const configFile = path.join(dir, 'config.json');
+    fs.writeFileSync(configFile, JSON.stringify({ ...JSON.parse(fs.readFileSync(configFile, 'utf8')), version }, null, 2));
+    const vault = await Vault.open(dir, { passphrase: PASS });
+    const { snapshotId } = await backup(vault, { folders: [media], appVersion: 'test' });
+    // Each worker fills a pack of its own: the two may be in one pack or in two.
+    const photos = [...(await vault.loadIndex()).packs.values()].flatMap((p) => p.blobs.filter((x) => x.rawLength === 150_000).map((blob) => ({ blob, file: packFiles(dir).find((f) => f.endsWith(p.id))! })));
+    expect(photos).toHaveLength(2);
+    const [x, y] = photos as [{ blob: PackBlob; file: string }, { blob: PackBlob; file: string }];
+    expect(x.blob.length).toBe(y.blob.length);
+    const sealedX = fs.readFileSync(x.file).subarray(x.blob.offset, x.blob.offset + x.blob.length);
+    const sealedY = fs.readFileSync(y.file).subarray(y.blob.offset, y.blob.offset + y.blob.length);
+    for (const [to, sealed] of [[x, sealedY], [y, sealedX]] as const) {
+      const bytes = fs.readFileSync(to.file);
+      sealed.copy(bytes, to.blob.offset);
+      fs.writeFileSync(to.file, bytes);
+    }
+
+    const report = await verify(vault, { readData: true });
+    expect(report.ok).toBe(false);
+    expect(report.problems.map((p) => p.message).join('\n')).toMatch(/pack [0-9a-f]{12} is damaged/);
+    const res = await restore(vault, await vault.readSnapshot(snapshotId), { target: path.join(work, 'r') });
+    expect(res.failed.map((f) => f.path).sort()).toEqual(['media/a.jpg', 'media/b.jpg']);
+    expect(hashTree(path.join(work, 'r'))).toEqual({ 'media/notes.txt': hashTree(media)['notes.txt'] });
   });
 
   it('a flipped byte in an index file: found, and every backup still restores from the pack headers', async () => {

@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { compressChunk } from '../../src-main/engine/vault/compress.js';
 import { hmac, open, seal, sealLazily } from '../../src-main/engine/vault/crypto.js';
-import { BLOB_AAD, BlobOpener, BlobType, GROUP_AAD, type PackBlob } from '../../src-main/engine/vault/pack.js';
+import { BLOB_AAD, BlobOpener, BlobType, GROUP_AAD, dataBlobAad, type PackBlob } from '../../src-main/engine/vault/pack.js';
 
 const keys = { encryption: randomBytes(32), id: randomBytes(32) };
 
@@ -20,7 +20,7 @@ function group(n: number): { sealed: Buffer; members: PackBlob[]; pages: Buffer[
 describe('BlobOpener', () => {
   it('counts a whole group once when one of its pages is opened, and nothing for the pages after it', () => {
     const g = group(64);
-    const opener = new BlobOpener(keys);
+    const opener = new BlobOpener(keys, true);
     expect(opener.open(g.sealed, g.members[5]!, 'p').equals(g.pages[5]!)).toBe(true);
     expect(opener.takeMade()).toBe(g.sealed.length + 64 * 4096);
     expect(opener.open(g.sealed, g.members[6]!, 'p').equals(g.pages[6]!)).toBe(true);
@@ -28,22 +28,24 @@ describe('BlobOpener', () => {
     expect(opener.takeMade()).toBe(0);
   });
 
-  it('counts a file chunk as its decrypted bytes, whether opened whole or checked in pieces', () => {
+  it.each([false, true])('counts a file chunk as its decrypted bytes, whether opened whole or checked in pieces (ids bound: %s)', (bound) => {
     const photo = randomBytes(700 * 1024);
-    const sealed = seal(keys.encryption, photo, BLOB_AAD);
-    const blob: PackBlob = { id: hmac(keys.id, photo), type: BlobType.Data, compression: 0, offset: 0, length: sealed.length, rawLength: photo.length };
-    const opener = new BlobOpener(keys);
+    const id = hmac(keys.id, photo);
+    const sealed = seal(keys.encryption, photo, dataBlobAad(id, bound));
+    const blob: PackBlob = { id, type: BlobType.Data, compression: 0, offset: 0, length: sealed.length, rawLength: photo.length };
+    const opener = new BlobOpener(keys, bound);
     expect(opener.open(sealed, blob, 'p').equals(photo)).toBe(true);
     expect(opener.takeMade()).toBe(sealed.length);
     expect(opener.check(sealed, blob, 'p')).toBe(photo.length);
     expect(opener.takeMade()).toBe(sealed.length);
   });
 
-  it('opens a large uncompressed chunk in pieces no larger than asked, and throws once the pieces do not add up', () => {
+  it.each([false, true])('opens a large uncompressed chunk in pieces no larger than asked, and throws once the pieces do not add up (ids bound: %s)', (bound) => {
     const photo = randomBytes(3 * 1024 * 1024 + 17);
-    const sealed = seal(keys.encryption, photo, BLOB_AAD);
-    const blob: PackBlob = { id: hmac(keys.id, photo), type: BlobType.Data, compression: 0, offset: 0, length: sealed.length, rawLength: photo.length };
-    const opener = new BlobOpener(keys);
+    const id = hmac(keys.id, photo);
+    const sealed = seal(keys.encryption, photo, dataBlobAad(id, bound));
+    const blob: PackBlob = { id, type: BlobType.Data, compression: 0, offset: 0, length: sealed.length, rawLength: photo.length };
+    const opener = new BlobOpener(keys, bound);
     const pieces: Buffer[] = [];
     opener.openTo(sealed, blob, 'p', 1024 * 1024, (p) => pieces.push(p));
     expect(pieces.length).toBe(4);
@@ -56,11 +58,45 @@ describe('BlobOpener', () => {
     expect(given).toBe(4); // handed out before the tag is checked: the caller discards them (restore's partial file)
     // A small chunk comes whole.
     const small = randomBytes(1000);
-    const sealedSmall = seal(keys.encryption, small, BLOB_AAD);
+    const smallId = hmac(keys.id, small);
+    const sealedSmall = seal(keys.encryption, small, dataBlobAad(smallId, bound));
     const whole: Buffer[] = [];
-    opener.openTo(sealedSmall, { ...blob, id: hmac(keys.id, small), length: sealedSmall.length, rawLength: small.length }, 'p', 1024 * 1024, (p) => whole.push(p));
+    opener.openTo(sealedSmall, { ...blob, id: smallId, length: sealedSmall.length, rawLength: small.length }, 'p', 1024 * 1024, (p) => whole.push(p));
     expect(whole.length).toBe(1);
     expect(whole[0]!.equals(small)).toBe(true);
+  });
+});
+
+describe('a data blob put in place of another of the same length', () => {
+  // Someone with write access to the drive (not the key) swaps two sealed photos, or two copies of one pack's blob.
+  // Each still authenticates on its own; what must fail is opening it as the chunk the index names.
+  const a = randomBytes(300 * 1024);
+  const b = randomBytes(300 * 1024);
+  const entry = (id: Buffer, sealed: Buffer): PackBlob => ({ id, type: BlobType.Data, compression: 0, offset: 0, length: sealed.length, rawLength: a.length });
+
+  it.each([
+    ['format 3, small pieces', true, 1024],
+    ['format 3, whole', true, 1024 * 1024],
+    ['format 2, small pieces', false, 1024],
+    ['format 2, whole', false, 1024 * 1024],
+  ])('is refused (%s)', (_name, bound, piece) => {
+    const idA = hmac(keys.id, a);
+    const sealedB = seal(keys.encryption, b, dataBlobAad(hmac(keys.id, b), bound));
+    const opener = new BlobOpener(keys, bound);
+    // Format 3 fails at the tag (the aad names another chunk), format 2 at the hash of the plaintext.
+    const why = bound ? /authentication failed/ : /does not match its id/;
+    expect(() => opener.openTo(sealedB, entry(idA, sealedB), 'p', piece, () => undefined)).toThrow(why);
+    expect(() => opener.check(sealedB, entry(idA, sealedB), 'p')).toThrow(why);
+    expect(() => opener.open(sealedB, entry(idA, sealedB), 'p')).toThrow(why);
+  });
+
+  it('a format 2 blob does not open as format 3, nor the other way round', () => {
+    const id = hmac(keys.id, a);
+    const old = seal(keys.encryption, a, BLOB_AAD);
+    const bound = seal(keys.encryption, a, dataBlobAad(id, true));
+    expect(() => new BlobOpener(keys, true).open(old, entry(id, old), 'p')).toThrow(/authentication failed/);
+    expect(() => new BlobOpener(keys, false).open(bound, entry(id, bound), 'p')).toThrow(/authentication failed/);
+    expect(new BlobOpener(keys, true).open(bound, entry(id, bound), 'p').equals(a)).toBe(true);
   });
 });
 

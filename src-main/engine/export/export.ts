@@ -25,7 +25,7 @@ import { checkNewPassphrase } from '../vault/keys.js';
 import { BlobOpener, ChunkIntegrityError, blobRuns } from '../vault/pack.js';
 import { decodeContent, type SnapshotSource, type TreeEntry } from '../vault/snapshot.js';
 import type { MasterIndex } from '../vault/index-file.js';
-import type { SnapshotListing, Vault } from '../vault/vault.js';
+import { formatFeatures, type SnapshotListing, type Vault } from '../vault/vault.js';
 
 export interface MigrationInfo {
   from: string;
@@ -68,7 +68,7 @@ async function* fileChunks(vault: Vault, index: MasterIndex, display: string, en
     if (!e) throw new DamageError(`${display}: a chunk is missing from the vault, so it cannot be exported. Run "clinicvault verify".`);
     return e;
   });
-  const opener = new BlobOpener(vault.keys);
+  const opener = new BlobOpener(vault.keys, formatFeatures(vault.config).boundIds);
   for (const run of blobRuns(list, 8 * 1024 * 1024)) {
     const buf = await vault.storage.readAt('data', run.pack, run.start, run.end - run.start);
     for (const e of list.slice(run.from, run.to)) {

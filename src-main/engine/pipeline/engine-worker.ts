@@ -12,7 +12,7 @@ import { compressChunk, compressorsMade } from '../vault/compress.js';
 import { IdTable } from '../vault/id-table.js';
 import { sealLazily, sealParts } from '../vault/crypto.js';
 import type { MasterKeys } from '../vault/keys.js';
-import { BLOB_AAD, BlobOpener, BlobType, ChunkIntegrityError, GROUP_AAD, Ref, REF_WIDTH, blobRef, blobRuns, decodePackHeader, runsOf, encodePackHeader, packTailMatches, parsePack, type PackBlob } from '../vault/pack.js';
+import { BlobOpener, BlobType, ChunkIntegrityError, GROUP_AAD, Ref, REF_WIDTH, blobRef, blobRuns, dataBlobAad, decodePackHeader, runsOf, encodePackHeader, packTailMatches, parsePack, type PackBlob } from '../vault/pack.js';
 import { checkDatabaseFile, copySqliteTo } from '../sources/sqlite.js';
 import { LocalStorage } from '../vault/storage.js';
 import { PackWriter } from './pack-writer.js';
@@ -169,7 +169,8 @@ async function storeChunk(data: Buffer, tally: ChunkTally): Promise<void> {
   }
   // A file's chunk is compressed at quality 1, whose output decodes ~1.7x faster; pages stay at 0 (compress.ts).
   const { payload, compression } = compressChunk(data, data.length > GROUP_MEMBER_MAX ? 1 : 0);
-  const sealed = payload.length > SEAL_PIECE ? sealLazily(keys.encryption, payload, BLOB_AAD, SEAL_PIECE) : sealParts(keys.encryption, payload, BLOB_AAD);
+  const aad = dataBlobAad(id, init.boundIds);
+  const sealed = payload.length > SEAL_PIECE ? sealLazily(keys.encryption, payload, aad, SEAL_PIECE) : sealParts(keys.encryption, payload, aad);
   await writer.add({ id, type: BlobType.Data, compression, rawLength: data.length, sealed });
   maybeCollect(0);
 }
@@ -386,7 +387,7 @@ function restoreJob(job: RestoreJob): JobValue {
   const offset = (i: number): number => meta[i * REF_WIDTH + Ref.offset]!;
   const order = new Uint32Array(n).map((_, i) => i);
   order.sort((x, y) => job.packOf[x]! - job.packOf[y]! || offset(x) - offset(y) || meta[x * REF_WIDTH + Ref.inner]! - meta[y * REF_WIDTH + Ref.inner]!);
-  const opener = new BlobOpener(keys);
+  const opener = new BlobOpener(keys, init.boundIds);
   const out = fs.openSync(job.path, 'r+');
   let pending: Buffer[] = [];
   let pendingBytes = 0;
@@ -482,7 +483,7 @@ function verifyJob(job: VerifyJob): JobValue {
   try {
     const { size } = fs.fstatSync(fd);
     const bad: string[] = [];
-    const opener = new BlobOpener(keys);
+    const opener = new BlobOpener(keys, init.boundIds);
     const list = blobs.map((blob) => ({ pack: job.packId, blob }));
     list.sort((x, y) => x.blob.offset - y.blob.offset || (x.blob.inner ?? 0) - (y.blob.inner ?? 0));
     for (const run of blobRuns(list, RUN_BYTES)) {

@@ -13,6 +13,8 @@ export interface WorkerInit {
   /** The vault's format allows groups of small chunks, and names packs by their tail (format 2). */
   groups: boolean;
   packNaming: 'tail' | 'content';
+  /** Data blobs are sealed with their chunk's id in the aad (format 3). */
+  boundIds: boolean;
   /** Chunk ids already in the vault, so a backup does not store them again: one table in shared memory for all
    * workers (MasterIndex.sharedIds). */
   knownIds?: SharedIdTable;

@@ -26,16 +26,23 @@ function nextNonce(): Buffer {
   return n;
 }
 
+/** Additional authenticated data: a role's name (UTF-8), or bytes (a data blob's role and its chunk's id, format 3). */
+export type Aad = string | Uint8Array;
+
+function aadBytes(aad: Aad): Uint8Array {
+  return typeof aad === 'string' ? Buffer.from(aad, 'utf8') : aad;
+}
+
 /** nonce(12) || ciphertext || tag(16). aad binds the ciphertext to its role (e.g. "chunk", "snapshot"). */
-export function seal(key: Buffer, plaintext: Uint8Array, aad: string): Buffer {
+export function seal(key: Buffer, plaintext: Uint8Array, aad: Aad): Buffer {
   return Buffer.concat(sealParts(key, plaintext, aad));
 }
 
 /** The sealed bytes in pieces: the nonce, the ciphertext of each piece of plaintext as it is taken, the tag. */
-function* sealing(key: Buffer, plaintext: Iterable<Uint8Array>, aad: string): Generator<Buffer> {
+function* sealing(key: Buffer, plaintext: Iterable<Uint8Array>, aad: Aad): Generator<Buffer> {
   const nonce = nextNonce();
   const cipher = createCipheriv('aes-256-gcm', key, nonce);
-  cipher.setAAD(Buffer.from(aad, 'utf8'));
+  cipher.setAAD(aadBytes(aad));
   yield nonce;
   for (const piece of plaintext) {
     const body = cipher.update(piece);
@@ -48,7 +55,7 @@ function* sealing(key: Buffer, plaintext: Iterable<Uint8Array>, aad: string): Ge
 
 /** seal() as its pieces, for a writer that writes them one after the other: a megabyte chunk is not copied once
  * more only to join 28 bytes to it. The plaintext may come in pieces too (the same bytes as joined). */
-export function sealParts(key: Buffer, plaintext: Uint8Array | readonly Uint8Array[], aad: string): Buffer[] {
+export function sealParts(key: Buffer, plaintext: Uint8Array | readonly Uint8Array[], aad: Aad): Buffer[] {
   return [...sealing(key, plaintext instanceof Uint8Array ? [plaintext] : plaintext, aad)];
 }
 
@@ -63,7 +70,7 @@ export interface LazySealed {
 /** The bytes sealParts makes, with each piece of ciphertext (at most `piece` bytes) made only when the consumer takes
  * it: a writer that copies pieces into its blocks holds one piece at a time, not a copy of the whole blob (a whole
  * photo of several MB, decision 0020). The plaintext must not change until every piece is taken. */
-export function sealLazily(key: Buffer, plaintext: Uint8Array, aad: string, piece: number): LazySealed {
+export function sealLazily(key: Buffer, plaintext: Uint8Array, aad: Aad, piece: number): LazySealed {
   function* slices(): Generator<Uint8Array> {
     for (let at = 0; at < plaintext.length; at += piece) yield plaintext.subarray(at, Math.min(plaintext.length, at + piece));
   }
@@ -72,20 +79,20 @@ export function sealLazily(key: Buffer, plaintext: Uint8Array, aad: string, piec
 
 /** seal() of the parts laid end to end, made piece by piece (at most `piece` bytes each) as they are taken: a writer
  * that writes each before taking the next holds one piece of ciphertext, not all of it. */
-export function sealPiecewise(key: Buffer, parts: readonly Uint8Array[], aad: string, piece: number): Iterable<Buffer> {
+export function sealPiecewise(key: Buffer, parts: readonly Uint8Array[], aad: Aad, piece: number): Iterable<Buffer> {
   function* slices(): Generator<Uint8Array> {
     for (const p of parts) for (let at = 0; at < p.length; at += piece) yield p.subarray(at, Math.min(p.length, at + piece));
   }
   return sealing(key, slices(), aad);
 }
 
-export function open(key: Buffer, sealed: Uint8Array, aad: string, what = aad): Buffer {
+export function open(key: Buffer, sealed: Uint8Array, aad: Aad, what = typeof aad === 'string' ? aad : 'a chunk'): Buffer {
   if (sealed.length < SEAL_OVERHEAD) throw new AuthError(what);
   const buf = Buffer.from(sealed.buffer, sealed.byteOffset, sealed.length);
   const nonce = buf.subarray(0, NONCE_BYTES);
   const tag = buf.subarray(buf.length - TAG_BYTES);
   const decipher = createDecipheriv('aes-256-gcm', key, nonce);
-  decipher.setAAD(Buffer.from(aad, 'utf8'));
+  decipher.setAAD(aadBytes(aad));
   decipher.setAuthTag(tag);
   try {
     const body = decipher.update(buf.subarray(NONCE_BYTES, buf.length - TAG_BYTES));
@@ -100,11 +107,11 @@ export function open(key: Buffer, sealed: Uint8Array, aad: string, what = aad): 
 /** Open a sealed blob a piece at a time, giving each piece of plaintext to `take` as it is decrypted (released
  * before the tag is checked: the caller must not act on it until this returns); throws AuthError if it does not
  * authenticate. Each piece is a new buffer of at most `piece` bytes, so nothing the size of the blob is made. */
-export function openInPieces(key: Buffer, sealed: Uint8Array, aad: string, piece: number, take: (plain: Buffer) => void, what = aad): void {
+export function openInPieces(key: Buffer, sealed: Uint8Array, aad: Aad, piece: number, take: (plain: Buffer) => void, what = typeof aad === 'string' ? aad : 'a chunk'): void {
   if (sealed.length < SEAL_OVERHEAD) throw new AuthError(what);
   const buf = Buffer.from(sealed.buffer, sealed.byteOffset, sealed.byteLength);
   const decipher = createDecipheriv('aes-256-gcm', key, buf.subarray(0, NONCE_BYTES));
-  decipher.setAAD(Buffer.from(aad, 'utf8'));
+  decipher.setAAD(aadBytes(aad));
   decipher.setAuthTag(buf.subarray(buf.length - TAG_BYTES));
   const end = buf.length - TAG_BYTES;
   try {

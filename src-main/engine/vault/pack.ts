@@ -3,12 +3,14 @@
 // pieces) compressed and sealed together, each still named and deduplicated on its own. A pack is named by the
 // SHA-256 of its bytes (format 1) or of its tail, the sealed header and its length (format 2; FORMAT.md).
 import { createHmac } from 'node:crypto';
-import { hmac, open, openInPieces, seal, sha256 } from './crypto.js';
+import { hmac, open, openInPieces, seal, sha256, type Aad } from './crypto.js';
 import { Compression, decompressChunk } from './compress.js';
 import type { MasterKeys } from './keys.js';
 import type { Storage } from './storage.js';
 
 export const BLOB_AAD = 'clinicvault:blob:v1';
+/** Format 3: a data blob's aad is this followed by its chunk's 32-byte id (dataBlobAad). */
+const BOUND_BLOB_AAD = Buffer.from('clinicvault:blob:v2', 'utf8');
 export const GROUP_AAD = 'clinicvault:group:v1';
 export const HEADER_AAD = 'clinicvault:pack-header:v1';
 const HEADER_MAGIC = Buffer.from('CVP1');
@@ -39,6 +41,13 @@ export interface PackBlob {
   rawLength: number;
   inner?: number;
   groupRaw?: number;
+}
+
+/** The aad of the data blob holding chunk `id`. Format 3 binds the id (`bound`): the blob's GCM tag then proves that
+ * it holds the chunk of that id, as its writer sealed it, so a reader need not hash the plaintext again (decision
+ * 0026). Formats 1 and 2 seal every data blob with BLOB_AAD, and only that hash tells one blob from another. */
+export function dataBlobAad(id: Uint8Array, bound: boolean): Aad {
+  return bound ? Buffer.concat([BOUND_BLOB_AAD, id]) : BLOB_AAD;
 }
 
 function isMember(b: PackBlob): boolean {
@@ -206,10 +215,15 @@ export class ChunkIntegrityError extends Error {
   }
 }
 
-/** Decrypt, decompress and authenticate one chunk from its sealed blob (a member: its whole group's blob). */
-export function openBlob(keys: MasterKeys, sealed: Buffer, blob: PackBlob, packId: string): Buffer {
+/** Decrypt, decompress and authenticate one chunk from its sealed blob (a member: its whole group's blob). `bound`:
+ * the vault's data blobs have their chunk ids in their aad (format 3, dataBlobAad). */
+export function openBlob(keys: MasterKeys, sealed: Buffer, blob: PackBlob, packId: string, bound: boolean): Buffer {
   if (isMember(blob)) return memberOf(keys, openGroup(keys, sealed, blob, packId), blob, packId);
-  const plain = openSealed(keys, sealed, BLOB_AAD, blob.compression, blob.rawLength, blob.id, packId, 'the stored bytes were changed');
+  const plain = openSealed(keys, sealed, dataBlobAad(blob.id, bound), blob.compression, blob.rawLength, blob.id, packId, 'the stored bytes were changed');
+  if (bound) {
+    if (plain.length !== blob.rawLength) throw new ChunkIntegrityError(blob.id.toString('hex'), packId, 'content does not have its length');
+    return plain;
+  }
   return checkId(keys, plain, blob, packId);
 }
 
@@ -219,19 +233,19 @@ export function openBlob(keys: MasterKeys, sealed: Buffer, blob: PackBlob, packI
  * ChunkIntegrityError afterwards if the blob was changed or is not the chunk named, and the caller must then discard
  * what it was given (verify keeps nothing; restore writes into a partial file that is removed). Returns the
  * plaintext's length. */
-function openPlainInPieces(keys: MasterKeys, sealed: Buffer, blob: PackBlob, packId: string, piece: number, take?: (plain: Buffer) => void): number {
-  const h = createHmac('sha256', keys.id);
+function openPlainInPieces(keys: MasterKeys, sealed: Buffer, blob: PackBlob, packId: string, piece: number, bound: boolean, take?: (plain: Buffer) => void): number {
+  const h = bound ? undefined : createHmac('sha256', keys.id);
   let length = 0;
   try {
-    openInPieces(keys.encryption, sealed, BLOB_AAD, piece, (plain) => {
-      h.update(plain);
+    openInPieces(keys.encryption, sealed, dataBlobAad(blob.id, bound), piece, (plain) => {
+      h?.update(plain);
       length += plain.length;
       take?.(plain);
     });
   } catch {
     throw new ChunkIntegrityError(blob.id.toString('hex'), packId, 'authentication failed (the stored bytes were changed)');
   }
-  if (length !== blob.rawLength || !h.digest().equals(blob.id)) throw new ChunkIntegrityError(blob.id.toString('hex'), packId, 'content does not match its id');
+  if (length !== blob.rawLength || (h && !h.digest().equals(blob.id))) throw new ChunkIntegrityError(blob.id.toString('hex'), packId, 'content does not match its id');
   return length;
 }
 
@@ -243,7 +257,7 @@ function inPieces(blob: PackBlob): boolean {
 const CHECK_PIECE = 256 * 1024;
 
 /** Decrypt and decompress a data or group blob; a failure is reported against chunk `id`. */
-function openSealed(keys: MasterKeys, sealed: Buffer, aad: string, compression: number, rawLength: number, id: Buffer, packId: string, changed: string): Buffer {
+function openSealed(keys: MasterKeys, sealed: Buffer, aad: Aad, compression: number, rawLength: number, id: Buffer, packId: string, changed: string): Buffer {
   let plain: Buffer;
   try {
     plain = open(keys.encryption, sealed, aad);
@@ -291,8 +305,10 @@ export class BlobOpener {
   private lastOffset = -1;
   private last: Buffer | undefined;
 
+  /** `bound`: the vault's data blobs have their chunk ids in their aad (format 3, dataBlobAad). */
   constructor(
     private readonly keys: MasterKeys,
+    private readonly bound: boolean,
     private readonly keep = 4,
   ) {}
 
@@ -300,7 +316,7 @@ export class BlobOpener {
   check(sealed: Buffer, blob: PackBlob, packId: string): number {
     if (!inPieces(blob)) return this.open(sealed, blob, packId).length;
     this.made += sealed.length;
-    return openPlainInPieces(this.keys, sealed, blob, packId, CHECK_PIECE);
+    return openPlainInPieces(this.keys, sealed, blob, packId, CHECK_PIECE, this.bound);
   }
 
   /** Open a chunk and give its plaintext to `take`: in pieces of at most `piece` bytes if it is an uncompressed data
@@ -311,13 +327,13 @@ export class BlobOpener {
       return;
     }
     this.made += sealed.length;
-    openPlainInPieces(this.keys, sealed, blob, packId, piece, take);
+    openPlainInPieces(this.keys, sealed, blob, packId, piece, this.bound, take);
   }
 
   open(sealed: Buffer, blob: PackBlob, packId: string): Buffer {
     if (!isMember(blob)) {
       this.made += sealed.length + (blob.compression === Compression.None ? 0 : blob.rawLength);
-      return openBlob(this.keys, sealed, blob, packId);
+      return openBlob(this.keys, sealed, blob, packId, this.bound);
     }
     if (this.last && blob.offset === this.lastOffset && packId === this.lastPack) return memberOf(this.keys, this.last, blob, packId);
     const at = `${packId}:${blob.offset}`;

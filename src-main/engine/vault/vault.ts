@@ -15,12 +15,13 @@ import { validateStoredPolicy, type RetentionPolicy } from '../retention.js';
 import { VaultLock } from './lock.js';
 
 export const FORMAT_NAME = 'clinicvault-vault';
-export const FORMAT_VERSION = 2;
+export const FORMAT_VERSION = 3;
 
-/** What a vault's format allows writers to use. Format 2: small database chunks stored in groups, packs named by
- * their tail. A format 1 vault is written as format 1, so an older ClinicVault can still read it. */
-export function formatFeatures(config: Pick<VaultConfig, 'version'>): { groups: boolean; packNaming: PackNaming } {
-  return config.version >= 2 ? { groups: true, packNaming: 'tail' } : { groups: false, packNaming: 'content' };
+/** What a vault's format says writers use and readers expect. Format 2: small database chunks stored in groups,
+ * packs named by their tail. Format 3: each data blob's chunk id is in its aad (`boundIds`, pack.ts dataBlobAad). A
+ * vault is written in its own format, so the ClinicVault that made it can still read it. */
+export function formatFeatures(config: Pick<VaultConfig, 'version'>): { groups: boolean; packNaming: PackNaming; boundIds: boolean } {
+  return { groups: config.version >= 2, packNaming: config.version >= 2 ? 'tail' : 'content', boundIds: config.version >= 3 };
 }
 
 export interface VaultConfig {

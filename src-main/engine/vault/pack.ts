@@ -1,7 +1,8 @@
 // Packs: many sealed blobs in one file, followed by a sealed header that lists them, so the index can always be
 // rebuilt from the packs alone. A blob holds one chunk, or (format 2) a group of small chunks (database pages, dump
 // pieces) compressed and sealed together, each still named and deduplicated on its own. A pack is named by the
-// SHA-256 of its bytes (format 1) or of its tail, the sealed header and its length (format 2; FORMAT.md).
+// SHA-256 of its bytes (format 1) or of its tail, the sealed header and its length (format 2; FORMAT.md). Format 3
+// seals each data blob with its chunk id in the aad (dataBlobAad).
 import { createHmac } from 'node:crypto';
 import { hmac, open, openInPieces, seal, sha256, type Aad } from './crypto.js';
 import { Compression, decompressChunk } from './compress.js';
@@ -245,7 +246,8 @@ function openPlainInPieces(keys: MasterKeys, sealed: Buffer, blob: PackBlob, pac
   } catch {
     throw new ChunkIntegrityError(blob.id.toString('hex'), packId, 'authentication failed (the stored bytes were changed)');
   }
-  if (length !== blob.rawLength || (h && !h.digest().equals(blob.id))) throw new ChunkIntegrityError(blob.id.toString('hex'), packId, 'content does not match its id');
+  if (length !== blob.rawLength) throw new ChunkIntegrityError(blob.id.toString('hex'), packId, 'content does not have its length');
+  if (h && !h.digest().equals(blob.id)) throw new ChunkIntegrityError(blob.id.toString('hex'), packId, 'content does not match its id');
   return length;
 }
 

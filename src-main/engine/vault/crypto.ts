@@ -33,6 +33,11 @@ function aadBytes(aad: Aad): Uint8Array {
   return typeof aad === 'string' ? Buffer.from(aad, 'utf8') : aad;
 }
 
+/** What an AuthError names: the role, or "a chunk" for a data blob's bytes. */
+function aadName(aad: Aad): string {
+  return typeof aad === 'string' ? aad : 'a chunk';
+}
+
 /** nonce(12) || ciphertext || tag(16). aad binds the ciphertext to its role (e.g. "chunk", "snapshot"). */
 export function seal(key: Buffer, plaintext: Uint8Array, aad: Aad): Buffer {
   return Buffer.concat(sealParts(key, plaintext, aad));
@@ -86,7 +91,7 @@ export function sealPiecewise(key: Buffer, parts: readonly Uint8Array[], aad: Aa
   return sealing(key, slices(), aad);
 }
 
-export function open(key: Buffer, sealed: Uint8Array, aad: Aad, what = typeof aad === 'string' ? aad : 'a chunk'): Buffer {
+export function open(key: Buffer, sealed: Uint8Array, aad: Aad, what = aadName(aad)): Buffer {
   if (sealed.length < SEAL_OVERHEAD) throw new AuthError(what);
   const buf = Buffer.from(sealed.buffer, sealed.byteOffset, sealed.length);
   const nonce = buf.subarray(0, NONCE_BYTES);
@@ -107,7 +112,7 @@ export function open(key: Buffer, sealed: Uint8Array, aad: Aad, what = typeof aa
 /** Open a sealed blob a piece at a time, giving each piece of plaintext to `take` as it is decrypted (released
  * before the tag is checked: the caller must not act on it until this returns); throws AuthError if it does not
  * authenticate. Each piece is a new buffer of at most `piece` bytes, so nothing the size of the blob is made. */
-export function openInPieces(key: Buffer, sealed: Uint8Array, aad: Aad, piece: number, take: (plain: Buffer) => void, what = typeof aad === 'string' ? aad : 'a chunk'): void {
+export function openInPieces(key: Buffer, sealed: Uint8Array, aad: Aad, piece: number, take: (plain: Buffer) => void, what = aadName(aad)): void {
   if (sealed.length < SEAL_OVERHEAD) throw new AuthError(what);
   const buf = Buffer.from(sealed.buffer, sealed.byteOffset, sealed.byteLength);
   const decipher = createDecipheriv('aes-256-gcm', key, buf.subarray(0, NONCE_BYTES));

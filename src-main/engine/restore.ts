@@ -1,12 +1,13 @@
 // Restore: a snapshot (or some paths of it) into a target folder. The whole plan is checked before anything is
 // written: no path may escape the target, no existing file is overwritten unless asked, and no symlink in the
 // target is followed. Every chunk is authenticated; a restored database is re-checked against the snapshot.
+import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { EnginePool, JobFailed } from './pipeline/pool.js';
 import { collectGarbage } from './pipeline/young-generation.js';
-import type { RestoreJob, SqliteCheckResult } from './pipeline/protocol.js';
+import type { RestoreJob, RestoreJobResult, SqliteCheckResult } from './pipeline/protocol.js';
 import { ChunkIntegrityError } from './vault/pack.js';
 import { RefusedError, UsageError, isNoSpace, DriveFullError } from './errors.js';
 import { contentIds, type Snapshot, type TreeEntry } from './vault/snapshot.js';
@@ -159,31 +160,67 @@ export function planRestore(snapshot: Snapshot, include: string[] = []): Planned
 /** mkdir -p below root without following any symlink that is (or appears) inside the target. Folders in `seen`
  * were checked (or made) by this restore already and are not looked at again (another program swapping a folder
  * for a link while the restore runs was never kept out: a check and the write after it are separate calls). */
-async function ensureDir(root: string, segments: string[], seen: Set<string>): Promise<string> {
-  let cur = root;
-  for (const s of segments) {
-    cur = path.join(cur, s);
-    if (seen.has(cur)) continue;
-    // Made here, it is a folder of this restore's own; only one that was there already is looked at (mkdir does
-    // not follow a link that stands in its place: it fails with EEXIST).
-    const made = await fsp.mkdir(cur).then(
-      () => true,
-      (e: NodeJS.ErrnoException) => {
-        if (e.code !== 'EEXIST') throw e;
-        return false;
-      },
-    );
-    if (made) {
-      seen.add(cur);
-      continue;
-    }
-    const st = await fsp.lstat(cur);
-    if (st.isSymbolicLink()) throw new RefusedError(`${cur} is a symbolic link; restore does not write through links. Choose an empty target folder.`);
-    if (!st.isDirectory()) throw new RefusedError(`${cur} exists and is not a folder, so nothing can be restored below it.`);
-    seen.add(cur);
-  }
-  return cur;
+/** Make one folder of the restore. Made here, it is a folder of this restore's own; only one that was there already
+ * is looked at (mkdir does not follow a link that stands in its place: it fails with EEXIST). */
+async function makeDir(dir: string): Promise<string> {
+  const made = await fsp.mkdir(dir).then(
+    () => true,
+    (e: NodeJS.ErrnoException) => {
+      if (e.code !== 'EEXIST') throw e;
+      return false;
+    },
+  );
+  if (made) return dir;
+  const st = await fsp.lstat(dir);
+  if (st.isSymbolicLink()) throw new RefusedError(`${dir} is a symbolic link; restore does not write through links. Choose an empty target folder.`);
+  if (!st.isDirectory()) throw new RefusedError(`${dir} exists and is not a folder, so nothing can be restored below it.`);
+  return dir;
 }
+
+/** The restore's folders, each made once, after its parent. They are all asked for before the first file is written
+ * and made meanwhile; a file waits only for its own folder. Made one at a time as the files came, every new folder
+ * (559 for the bench's 1,197 files) had held up the next file's job: the workers stood idle ~0.2-0.5 s each
+ * (decision 0027). */
+class Folders {
+  private readonly made = new Map<string, Promise<string>>();
+  constructor(private readonly root: string) {}
+
+  /** The folder root/segments..., once it and its parents are made. */
+  ensure(segments: string[]): Promise<string> {
+    let ready: Promise<string> = Promise.resolve(this.root);
+    let cur = this.root;
+    for (const s of segments) {
+      cur = path.join(cur, s);
+      let next = this.made.get(cur);
+      if (!next) {
+        const dir = cur;
+        next = ready.then(() => makeDir(dir));
+        // Its error is reported by whoever waits for it, and by all().
+        next.catch(() => undefined);
+        this.made.set(dir, next);
+      }
+      ready = next;
+    }
+    return ready;
+  }
+
+  /** Every folder asked for; rejects with the first error. */
+  all(): Promise<unknown> {
+    return Promise.all(this.made.values());
+  }
+}
+
+/** A restored file's calls on its descriptor, with the callback API: a FileHandle's promises cost this thread more
+ * per call, and it makes several per file. */
+function fdCall<T>(fn: (done: (err: NodeJS.ErrnoException | null, value?: T) => void) => void): Promise<T> {
+  return new Promise<T>((resolve, reject) => fn((err, value) => (err ? reject(err) : resolve(value as T))));
+}
+const openFd = (file: string, flags: string, mode: number): Promise<number> => fdCall<number>((done) => fs.open(file, flags, mode, done));
+const fsyncFd = (fd: number): Promise<void> => fdCall<void>((done) => fs.fsync(fd, done));
+const fdatasyncFd = (fd: number): Promise<void> => fdCall<void>((done) => fs.fdatasync(fd, done));
+const fchmodFd = (fd: number, mode: number): Promise<void> => fdCall<void>((done) => fs.fchmod(fd, mode, done));
+const futimesFd = (fd: number, when: Date): Promise<void> => fdCall<void>((done) => fs.futimes(fd, when, when, done));
+const closeFd = (fd: number): Promise<void> => fdCall<void>((done) => fs.close(fd, done));
 
 export async function restore(vault: Vault, snapshot: Snapshot, opts: RestoreOptions): Promise<RestoreResult> {
   // The workers boot first (~0.1 s of CPU each): they start while this thread plans, checks the target and loads the
@@ -242,14 +279,11 @@ async function restoreWith(vault: Vault, snapshot: Snapshot, opts: RestoreOption
   const restoreFile = async (it: PlannedItem, dir: string, written: () => void): Promise<void> => {
     const finalPath = path.join(dir, it.segments[it.segments.length - 1]!);
     const tmp = path.join(dir, `.clinicvault-partial-${randomBytes(6).toString('hex')}`);
-    // Held open until the file is finished: its fsync, mode and times go through it (three calls fewer per file;
-    // for 800 small documents this thread's file calls were what the restore waited for).
-    let fh: fsp.FileHandle | undefined;
+    // The file's descriptor while it is being finished: its fsync and close go through it.
+    let fd: number | undefined;
     try {
-      fh = await fsp.open(tmp, 'wx', 0o600);
-      const handle = fh;
-      // Split the file into segments of whole chunks; workers write them in place, in parallel. The chunks are
-      // looked up as entry numbers and sent as flat arrays (index.refs): no object per chunk on this thread.
+      // The chunks are looked up as entry numbers and sent as flat arrays (index.refs): no object per chunk on this
+      // thread.
       const flat = contentIds(it.entry.content);
       const entries = new Int32Array(flat.length / 32);
       for (let k = 0; k < entries.length; k++) {
@@ -257,46 +291,62 @@ async function restoreWith(vault: Vault, snapshot: Snapshot, opts: RestoreOption
         if (e < 0) throw new ChunkIntegrityError(flat.subarray(k * 32, k * 32 + 32).toString('hex'), '(none)', 'is not in any pack (missing from the vault)');
         entries[k] = e;
       }
-      const jobs: Array<Promise<{ bytes: number }>> = [];
-      const large = it.entry.size > SEGMENT;
-      const early: Array<Promise<void>> = [];
-      let from = 0;
-      let fileOffset = 0;
-      let segStart = 0;
-      const send = (to: number): void => {
-        if (to === from) return;
-        const job: RestoreJob = { kind: 'restore', path: tmp, fileOffset: segStart, ...index.refs(entries, from, to) };
-        const raw = fileOffset - segStart;
-        from = to;
-        segStart = fileOffset;
-        jobs.push(
-          pool.run<{ bytes: number }>(job).then((r) => {
-            progress.bytesDone += raw;
-            emit();
-            // A large file goes to the disk segment by segment: its one fsync at the end had stalled every file
-            // call of this thread (ext4 flushing 200 MB of a database) for ~0.3 s with both cores idle, and the
-            // disk had stood idle until then. Errors here are left to that last fsync.
-            if (large) early.push(syncs.run(() => handle.datasync()).catch(() => undefined));
-            return r;
-          }),
-        );
-      };
-      for (let k = 0; k < entries.length; k++) {
-        fileOffset += index.rawLength(entries[k]!);
-        if (fileOffset - segStart >= SEGMENT) send(k + 1);
+      if (it.entry.size <= SEGMENT) {
+        // One job writes the whole file: the worker creates it, writes it and sets its mode and time. This thread
+        // then only makes it durable and puts it in place (decision 0027).
+        const create = { mode: it.entry.mode & 0o777 || 0o600, mtimeMs: it.entry.mtimeMs };
+        await pool.run<RestoreJobResult>({ kind: 'restore', path: tmp, fileOffset: 0, create, ...index.refs(entries, 0, entries.length) });
+        progress.bytesDone += it.entry.size;
+        emit();
+        written();
+        fd = await openFd(tmp, 'r+', 0o600);
+        const handle = fd;
+        await syncs.run(() => fsyncFd(handle));
+      } else {
+        fd = await openFd(tmp, 'wx', 0o600);
+        const handle = fd;
+        // Split the file into segments of whole chunks; workers write them in place, in parallel.
+        const jobs: Array<Promise<RestoreJobResult>> = [];
+        const early: Array<Promise<void>> = [];
+        let from = 0;
+        let fileOffset = 0;
+        let segStart = 0;
+        const send = (to: number): void => {
+          if (to === from) return;
+          const job: RestoreJob = { kind: 'restore', path: tmp, fileOffset: segStart, ...index.refs(entries, from, to) };
+          const raw = fileOffset - segStart;
+          from = to;
+          segStart = fileOffset;
+          jobs.push(
+            pool.run<RestoreJobResult>(job).then((r) => {
+              progress.bytesDone += raw;
+              emit();
+              // A large file goes to the disk segment by segment: its one fsync at the end had stalled every file
+              // call of this thread (ext4 flushing 200 MB of a database) for ~0.3 s with both cores idle, and the
+              // disk had stood idle until then. Errors here are left to that last fsync.
+              early.push(syncs.run(() => fdatasyncFd(handle)).catch(() => undefined));
+              return r;
+            }),
+          );
+        };
+        for (let k = 0; k < entries.length; k++) {
+          fileOffset += index.rawLength(entries[k]!);
+          if (fileOffset - segStart >= SEGMENT) send(k + 1);
+        }
+        send(entries.length);
+        const settled = await Promise.allSettled(jobs);
+        const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+        if (failed) throw failed.reason;
+        written();
+        await Promise.all(early);
+        await syncs.run(() => fsyncFd(handle));
+        await fchmodFd(handle, it.entry.mode & 0o777 || 0o600);
+        const when = new Date(it.entry.mtimeMs);
+        await futimesFd(handle, when);
       }
-      send(entries.length);
-      const settled = await Promise.allSettled(jobs);
-      const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-      if (failed) throw failed.reason;
-      written();
-      await Promise.all(early);
-      await syncs.run(() => handle.sync());
-      await handle.chmod(it.entry.mode & 0o777 || 0o600);
-      const when = new Date(it.entry.mtimeMs);
-      await handle.utimes(when, when);
-      fh = undefined;
-      await handle.close();
+      const closing = fd!;
+      fd = undefined;
+      await closeFd(closing);
       if (!opts.overwrite && (await fsp.lstat(finalPath).then(() => true, () => false))) {
         throw new RefusedError(`${finalPath} appeared during the restore; it was left as it is.`);
       }
@@ -304,7 +354,7 @@ async function restoreWith(vault: Vault, snapshot: Snapshot, opts: RestoreOption
       result.files++;
       result.bytes += it.entry.size;
     } catch (err) {
-      await fh?.close().catch(() => undefined);
+      if (fd !== undefined) await closeFd(fd).catch(() => undefined);
       await fsp.rm(tmp, { force: true }).catch(() => undefined);
       if (isNoSpace(err)) {
         fatal.err ??= new DriveFullError(`The restore target ${target} is full. Free up space or restore to another disk; ${result.files} file(s) were restored so far.`, { cause: err });
@@ -328,23 +378,32 @@ async function restoreWith(vault: Vault, snapshot: Snapshot, opts: RestoreOption
   };
 
   try {
-    // Folders first (in order, no links followed), then files with a few being written at once; the workers move
-    // on to the next files while written ones are made durable.
+    // Every folder is asked for first (made in order, parents first, no links followed; Folders), then the files,
+    // a few being written at once, each once its folder is there; the workers move on to the next files while
+    // written ones are made durable.
     const writing = new Set<Promise<void>>();
-    const seenDirs = new Set<string>();
     const finishing = new Set<Promise<void>>();
+    const folders = new Folders(target);
+    const dirOf = new Map<PlannedItem, Promise<string>>();
+    for (const it of plan) dirOf.set(it, folders.ensure(it.entry.type === 'dir' ? it.segments : it.segments.slice(0, -1)));
     for (const it of plan) {
       opts.signal?.throwIfAborted();
       if (fatal.err) break;
-      if (it.entry.type === 'dir') {
-        await ensureDir(target, it.segments, seenDirs);
-        continue;
-      }
-      const dir = await ensureDir(target, it.segments.slice(0, -1), seenDirs);
+      if (it.entry.type === 'dir') continue;
       let written!: () => void;
       const w = new Promise<void>((resolve) => (written = resolve)).then(() => void writing.delete(w));
       writing.add(w);
-      const f: Promise<void> = restoreFile(it, dir, written).finally(() => finishing.delete(f));
+      const f: Promise<void> = dirOf
+        .get(it)!
+        .then(
+          (dir) => restoreFile(it, dir, written),
+          (err: unknown) => {
+            // A folder that cannot be made (or is a link) stops the restore, as before any file in it is written.
+            fatal.err ??= err;
+            written();
+          },
+        )
+        .finally(() => finishing.delete(f));
       finishing.add(f);
       if (writing.size >= FILES_IN_FLIGHT) await Promise.race(writing);
       if (finishing.size >= FILES_FINISHING) await Promise.race(finishing);
@@ -352,6 +411,7 @@ async function restoreWith(vault: Vault, snapshot: Snapshot, opts: RestoreOption
     await Promise.all(finishing);
     opts.signal?.throwIfAborted();
     if (fatal.err) throw fatal.err;
+    await folders.all();
     const dirs = plan.filter((p) => p.entry.type === 'dir').sort((a, b) => b.segments.length - a.segments.length);
     for (const d of dirs) {
       const when = new Date(d.entry.mtimeMs);

@@ -57,4 +57,14 @@ describe('hostile snapshots', () => {
     await expect(restore(vault, snap, { target, overwrite: true })).rejects.toThrow(/symbolic link/);
     expect(fs.readdirSync(outside)).toEqual([]);
   });
+
+  it('stops when a file stands where a folder must be made, and leaves that file alone', async () => {
+    const { work, vault, snap } = await vaultWithFile();
+    const target = path.join(work, 'target');
+    fs.mkdirSync(target);
+    fs.writeFileSync(path.join(target, 'media'), 'the clinic notes, not a folder');
+    await expect(restore(vault, snap, { target, overwrite: true })).rejects.toThrow(/exists and is not a folder/);
+    expect(fs.readFileSync(path.join(target, 'media'), 'utf8')).toBe('the clinic notes, not a folder');
+    expect(fs.readdirSync(target)).toEqual(['media']);
+  });
 });

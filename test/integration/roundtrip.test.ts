@@ -40,6 +40,10 @@ describe('backup and restore round trip', () => {
     writeFile(path.join(media, 'documents', 'empty.pdf'), '');
     writeFile(path.join(media, 'documents', 'Überweisung für Frau Çelik.pdf'), 'letter text '.repeat(100));
     writeFile(path.join(media, 'a', 'b', 'c', 'd', 'deep.txt'), 'deep');
+    writeFile(path.join(media, 'documents', 'private-scan.pdf'), 'private '.repeat(50));
+    fs.chmodSync(path.join(media, 'documents', 'private-scan.pdf'), 0o600);
+    writeFile(path.join(media, 'documents', 'shared-scan.pdf'), 'shared '.repeat(50));
+    fs.chmodSync(path.join(media, 'documents', 'shared-scan.pdf'), 0o644);
     await take();
 
     const second = await backup(vault, { sqlite: [dbFile], folders: [media], appVersion: 'test', tmpDir: path.join(work, 'tmp') });
@@ -59,6 +63,14 @@ describe('backup and restore round trip', () => {
     const srcStat = fs.statSync(path.join(media, 'documents', 'patient_0', 'letter_0.pdf'));
     const outStat = fs.statSync(path.join(work, 'restore-2', 'media', 'documents', 'patient_0', 'letter_0.pdf'));
     expect(Math.abs(outStat.mtimeMs - srcStat.mtimeMs)).toBeLessThan(2);
+    // and so do permissions: the clinic's private scan stays private, a shared one stays readable
+    const restoredMode = (rel: string): number => fs.statSync(path.join(work, 'restore-2', 'media', rel)).mode & 0o777;
+    expect(restoredMode('documents/private-scan.pdf')).toBe(0o600);
+    expect(restoredMode('documents/shared-scan.pdf')).toBe(0o644);
+    expect(restoredMode('a/b/c/d/deep.txt')).toBe(fs.statSync(path.join(media, 'a', 'b', 'c', 'd', 'deep.txt')).mode & 0o777);
+    // and no partial file is left anywhere
+    const left = fs.readdirSync(path.join(work, 'restore-2'), { recursive: true }).map(String).filter((f) => f.includes('.clinicvault-partial'));
+    expect(left).toEqual([]);
     const report = await verify(vault, { readData: true });
     expect(report.problems).toEqual([]);
   });

@@ -17,7 +17,7 @@ import { checkDatabaseFile, copySqliteTo } from '../sources/sqlite.js';
 import { LocalStorage } from '../vault/storage.js';
 import { PackWriter } from './pack-writer.js';
 import { collectGarbage } from './young-generation.js';
-import type { ChunkJob, ChunkResult, CommandJob, JobReply, JobValue, RestoreJob, VerifyJob, WorkerInit, WorkerJob, WorkerEvent } from './protocol.js';
+import type { ChunkJob, ChunkResult, CommandJob, JobReply, JobValue, RestoreJob, RestoreJobResult, VerifyJob, WorkerInit, WorkerJob, WorkerEvent } from './protocol.js';
 
 const init = workerData as WorkerInit;
 const keys: MasterKeys = { encryption: Buffer.from(init.encryptionKey), id: Buffer.from(init.idKey) };
@@ -388,7 +388,9 @@ function restoreJob(job: RestoreJob): JobValue {
   const order = new Uint32Array(n).map((_, i) => i);
   order.sort((x, y) => job.packOf[x]! - job.packOf[y]! || offset(x) - offset(y) || meta[x * REF_WIDTH + Ref.inner]! - meta[y * REF_WIDTH + Ref.inner]!);
   const opener = new BlobOpener(keys, init.boundIds);
-  const out = fs.openSync(job.path, 'r+');
+  // A file written by this job alone is made here: the restore's thread then sends its job without waiting for the
+  // file to be created first (creating a file costs the most of its calls; decision 0027).
+  const out = job.create ? fs.openSync(job.path, 'wx', 0o600) : fs.openSync(job.path, 'r+');
   let pending: Buffer[] = [];
   let pendingBytes = 0;
   let pendingAt = 0;
@@ -435,10 +437,19 @@ function restoreJob(job: RestoreJob): JobValue {
       }
     }
     flushOut();
+    if (job.create) {
+      // After the last write, which would set the time again.
+      fs.fchmodSync(out, job.create.mode);
+      const when = new Date(job.create.mtimeMs);
+      fs.futimesSync(out, when, when);
+    }
   } finally {
+    // Closed here even when created here: a worker thread closes the descriptors it opened when it ends, so one
+    // handed to another thread could be closed again under a new owner.
     fs.closeSync(out);
   }
-  return { bytes: end - job.fileOffset };
+  const result: RestoreJobResult = { bytes: end - job.fileOffset };
+  return result;
 }
 
 // ---------------------------------------------------------------- verify: read a pack piece by piece, check everything

@@ -47,6 +47,14 @@ export interface RestoreJob extends BlobRefs {
   kind: 'restore';
   path: string;
   fileOffset: number;
+  /** A file written whole by this one job: the worker creates it (it must not exist; mode 0600 until it is
+   * written), writes it, and gives it this mode and modification time. The caller makes it durable. Without it, the
+   * file exists and is written in place. */
+  create?: { mode: number; mtimeMs: number };
+}
+
+export interface RestoreJobResult {
+  bytes: number;
 }
 
 export interface VerifyJob {
@@ -88,7 +96,7 @@ export interface JobError {
   integrity: boolean;
 }
 
-export type JobValue = { pageSize: number; size: number } | ChunkResult | VerifyResult | SqliteCheckResult | { bytes: number } | Record<string, never>;
+export type JobValue = { pageSize: number; size: number } | ChunkResult | VerifyResult | SqliteCheckResult | RestoreJobResult | Record<string, never>;
 
 export type JobReply =
   | { type: 'result'; jobId: number; ok: true; value: JobValue }

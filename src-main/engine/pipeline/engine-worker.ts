@@ -13,7 +13,6 @@ import { IdTable } from '../vault/id-table.js';
 import { sealLazily, sealParts } from '../vault/crypto.js';
 import type { MasterKeys } from '../vault/keys.js';
 import { BlobOpener, BlobType, ChunkIntegrityError, GROUP_AAD, Ref, REF_WIDTH, blobRef, blobRuns, dataBlobAad, decodePackHeader, runsOf, encodePackHeader, packTailMatches, parsePack, type PackBlob } from '../vault/pack.js';
-import { checkDatabaseFile, copySqliteTo } from '../sources/sqlite.js';
 import { LocalStorage } from '../vault/storage.js';
 import { PackWriter } from './pack-writer.js';
 import { collectGarbage } from './young-generation.js';
@@ -152,11 +151,13 @@ let groupBuf: Group | undefined;
  * (three runs; not explained). */
 const SEAL_PIECE = 1024 * 1024;
 
-/** Name one chunk; if new, compress, seal and add it to the pack being filled (or to the group being gathered). */
-async function storeChunk(data: Buffer, tally: ChunkTally): Promise<void> {
+/** Name one chunk; if new, compress, seal and add it to the pack being filled (or to the group being gathered).
+ * A promise only when there is something to wait for (a blob going into a pack): most of a database's pages are
+ * known already or only gathered, and awaiting each of them had cost ~0.5-1 us a page. */
+function storeChunk(data: Buffer, tally: ChunkTally): Promise<void> | undefined {
   const id = createHmac('sha256', keys.id).update(data).digest();
   pushId(tally, id);
-  if (!isNew(id)) return;
+  if (!isNew(id)) return undefined;
   tally.chunksNew++;
   tally.bytesNew += data.length;
   const g = tally.group;
@@ -164,9 +165,13 @@ async function storeChunk(data: Buffer, tally: ChunkTally): Promise<void> {
     data.copy(g.buf, g.used);
     g.used += data.length;
     g.members.push({ id, rawLength: data.length });
-    if (g.used >= GROUP_BYTES) await storeGroup(g);
-    return;
+    return g.used >= GROUP_BYTES ? storeGroup(g) : undefined;
   }
+  return storeBlob(id, data);
+}
+
+/** Compress, seal and add one new chunk to the pack being filled, as a blob of its own. */
+async function storeBlob(id: Buffer, data: Buffer): Promise<void> {
   // A file's chunk is compressed at quality 1, whose output decodes ~1.7x faster; pages stay at 0 (compress.ts).
   const { payload, compression } = compressChunk(data, data.length > GROUP_MEMBER_MAX ? 1 : 0);
   const aad = dataBlobAad(id, init.boundIds);
@@ -249,7 +254,8 @@ async function chunkJob(job: ChunkJob): Promise<ChunkResult> {
       let p = 0;
       while (p < have && (eof || have - p >= cutter.max)) {
         const len = cutter.cut(buf, p, have);
-        await storeChunk(buf.subarray(p, p + len), tally);
+        const waiting = storeChunk(buf.subarray(p, p + len), tally);
+        if (waiting) await waiting;
         p += len;
       }
       if (eof && p >= have) break;
@@ -292,7 +298,8 @@ async function commandJob(job: CommandJob): Promise<ChunkResult> {
           let p = 0;
           while (have - p >= cutter.max) {
             const len = cutter.cut(buf, p, have);
-            await storeChunk(buf.subarray(p, p + len), tally);
+            const waiting = storeChunk(buf.subarray(p, p + len), tally);
+            if (waiting) await waiting;
             p += len;
           }
           buf.copyWithin(0, p, have);
@@ -303,7 +310,8 @@ async function commandJob(job: CommandJob): Promise<ChunkResult> {
     let p = 0;
     while (p < have) {
       const len = cutter.cut(buf, p, have);
-      await storeChunk(buf.subarray(p, p + len), tally);
+      const waiting = storeChunk(buf.subarray(p, p + len), tally);
+      if (waiting) await waiting;
       p += len;
     }
   } catch (err) {
@@ -546,6 +554,14 @@ function verifyJob(job: VerifyJob): JobValue {
   }
 }
 
+/** SQLite's module (better-sqlite3 and its native addon), loaded by the first job that needs it: most workers never
+ * do (verify's, and a backup's whose database copy and check were made before the workers started), and loading it
+ * took ~20-30 ms of each worker's start. */
+let sqliteModule: Promise<typeof import('../sources/sqlite.js')> | undefined;
+function sqliteSource(): Promise<typeof import('../sources/sqlite.js')> {
+  return (sqliteModule ??= import('../sources/sqlite.js'));
+}
+
 async function run(job: WorkerJob): Promise<JobValue> {
   switch (job.kind) {
     case 'chunk':
@@ -562,9 +578,9 @@ async function run(job: WorkerJob): Promise<JobValue> {
     case 'verify':
       return verifyJob(job);
     case 'sqlite-copy':
-      return copySqliteTo(job.source, job.path);
+      return (await sqliteSource()).copySqliteTo(job.source, job.path);
     case 'sqlite-check':
-      return checkDatabaseFile(job.path, job.quick);
+      return (await sqliteSource()).checkDatabaseFile(job.path, job.quick);
   }
 }
 

@@ -456,8 +456,7 @@ function restoreJob(job: RestoreJob): JobValue {
     // handed to another thread could be closed again under a new owner.
     fs.closeSync(out);
   }
-  const result: RestoreJobResult = { bytes: end - job.fileOffset };
-  return result;
+  return { bytes: end - job.fileOffset } satisfies RestoreJobResult;
 }
 
 // ---------------------------------------------------------------- verify: read a pack piece by piece, check everything

@@ -53,7 +53,8 @@ export interface RestoreResult {
   databases: DatabaseCheck[];
 }
 
-/** Large files are restored in segments of about this much, by several workers at once. The same as a backup's
+/** Large files are restored in segments of about this much, by several workers at once; a file of at most one
+ * segment is created and written whole by one worker (decision 0027). The same as a backup's
  * database segment (backup.ts): a group holds pages of one such segment only, so one restore job opens each group,
  * however the pages changed (measured: 840 groups opened for 851 stored, after three days of updates to random rows;
  * assigning pages to jobs by their group instead of by file position changed nothing). */
@@ -279,6 +280,7 @@ async function restoreWith(vault: Vault, snapshot: Snapshot, opts: RestoreOption
   const restoreFile = async (it: PlannedItem, dir: string, written: () => void): Promise<void> => {
     const finalPath = path.join(dir, it.segments[it.segments.length - 1]!);
     const tmp = path.join(dir, `.clinicvault-partial-${randomBytes(6).toString('hex')}`);
+    const mode = it.entry.mode & 0o777 || 0o600;
     // The file's descriptor while it is being finished: its fsync and close go through it.
     let fd: number | undefined;
     try {
@@ -294,7 +296,7 @@ async function restoreWith(vault: Vault, snapshot: Snapshot, opts: RestoreOption
       if (it.entry.size <= SEGMENT) {
         // One job writes the whole file: the worker creates it, writes it and sets its mode and time. This thread
         // then only makes it durable and puts it in place (decision 0027).
-        const create = { mode: it.entry.mode & 0o777 || 0o600, mtimeMs: it.entry.mtimeMs };
+        const create = { mode, mtimeMs: it.entry.mtimeMs };
         await pool.run<RestoreJobResult>({ kind: 'restore', path: tmp, fileOffset: 0, create, ...index.refs(entries, 0, entries.length) });
         progress.bytesDone += it.entry.size;
         emit();
@@ -340,7 +342,7 @@ async function restoreWith(vault: Vault, snapshot: Snapshot, opts: RestoreOption
         written();
         await Promise.all(early);
         await syncs.run(() => fsyncFd(handle));
-        await fchmodFd(handle, it.entry.mode & 0o777 || 0o600);
+        await fchmodFd(handle, mode);
         const when = new Date(it.entry.mtimeMs);
         await futimesFd(handle, when);
       }

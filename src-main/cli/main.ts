@@ -558,6 +558,7 @@ export function buildProgram(): Command {
     const vault = await openVault(o);
     const pass = await newPassphrase(o.newPassphraseFile, 'CLINICVAULT_NEW_PASSPHRASE');
     checkNewPassphrase(pass);
+    vault.checkWriterConfig();
     const lock = await VaultLock.acquire(vault.storage, 'key change-passphrase', err);
     try {
       const old = (await readSlots(vault.storage)).filter((s) => s.slot.kind === 'passphrase');

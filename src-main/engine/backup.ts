@@ -97,6 +97,7 @@ async function backupWith(vault: Vault, opts: BackupOptions): Promise<BackupResu
     throw new UsageError('Nothing to back up: give at least one --sqlite FILE, --postgres URL or --folder DIR.');
   }
   validateLabels([...[...sqlite, ...folders].map((p) => ({ label: sourceLabel(p), path: p })), ...postgres.map((t) => ({ label: t.database, path: t.url }))]);
+  vault.checkWriterConfig();
   const now = opts.now ?? (() => new Date());
   const log = opts.log ?? (() => undefined);
   const started = now();

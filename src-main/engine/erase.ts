@@ -47,6 +47,8 @@ export function eraseMatcher(patterns: string[]): (fullPath: string) => boolean 
 
 export async function erase(vault: Vault, patterns: string[], opts: { dryRun?: boolean; log?: (m: string) => void } = {}): Promise<EraseResult> {
   const matches = eraseMatcher(patterns);
+  // Checked before the backups are rewritten: the prune that ends an erase writes packs with them.
+  if (!opts.dryRun) vault.checkWriterConfig();
   const lock = opts.dryRun ? undefined : await VaultLock.acquire(vault.storage, 'erase', opts.log);
   try {
     const { snapshots, damaged, superseded } = await vault.listSnapshots();

@@ -64,6 +64,7 @@ export async function prune(vault: Vault, opts: PruneOptions = {}): Promise<Prun
   const threshold = opts.repackThreshold ?? DEFAULT_REPACK_THRESHOLD;
   const grace = opts.orphanGraceMs ?? ORPHAN_GRACE_MS;
   const storage = vault.storage;
+  if (!opts.dryRun) vault.checkWriterConfig();
   const ownLock = !opts.lock && !opts.dryRun ? await VaultLock.acquire(storage, 'prune', opts.log) : undefined;
   try {
     if (!opts.dryRun) await storage.removeLeftoverTemps();

@@ -148,6 +148,18 @@ export interface ScryptParams {
   p: number;
 }
 
+/** Why scrypt parameters read from a drive (a key file, config.json) are refused, or undefined if they are not.
+ * ClinicVault writes N=2^15, r=8, p=3 (N=2^10 in tests); a damaged or planted file must not make an unlock take
+ * gigabytes of memory (scrypt needs 128*N*r bytes) or minutes, nor fail with OpenSSL's bare message. */
+export function scryptParamsProblem(params: ScryptParams): string | undefined {
+  const { N, r, p } = params;
+  if (!Number.isInteger(N) || N < 2 ** 10 || N > 2 ** 20 || (N & (N - 1)) !== 0) return `N is ${String(N)}, not a power of two from 1024 to 1048576`;
+  if (!Number.isInteger(r) || r < 1 || r > 32) return `r is ${String(r)}, not 1 to 32`;
+  if (!Number.isInteger(p) || p < 1 || p > 16) return `p is ${String(p)}, not 1 to 16`;
+  if (128 * N * r > 256 * 1024 * 1024) return `N=${N} with r=${r} would need ${(128 * N * r) / 2 ** 20} MiB of memory, more than 256`;
+  return undefined;
+}
+
 /** Derivations started ahead of the unlock that needs them (deriveAhead in keys.ts), by salt and parameters: the
  * same secret gives the same key, so the unlock takes the one under way. Each is taken once. */
 const ahead = new Map<string, { secret: string; key: Promise<Buffer> }>();
@@ -165,6 +177,12 @@ export function scryptKey(secret: string, salt: Buffer, params: ScryptParams, ea
   if (started && started.secret === secret) {
     ahead.delete(tag);
     return started.key;
+  }
+  const problem = scryptParamsProblem(params);
+  if (problem) {
+    const refused = Promise.reject(new RangeError(`scrypt parameters out of range: ${problem}`));
+    if (early) refused.catch(() => undefined);
+    return refused;
   }
   const maxmem = 128 * params.N * params.r * params.p + 64 * 1024 * 1024;
   const key = new Promise<Buffer>((resolve, reject) => {

@@ -2,7 +2,7 @@
 // way of opening the vault. A passphrase slot derives its wrapping key with scrypt; a recovery slot with HKDF
 // (the recovery key already has 160 random bits). Changing the passphrase rewrites one small slot file only.
 import { randomBytes, randomUUID } from 'node:crypto';
-import { AuthError, hkdfKey, open, scryptKey, seal, type ScryptParams } from './crypto.js';
+import { AuthError, hkdfKey, open, scryptKey, scryptParamsProblem, seal, type ScryptParams } from './crypto.js';
 import type { Storage } from './storage.js';
 import { WrongKeyError, DamageError, UsageError } from '../errors.js';
 import { decodeRecoveryKey, generateRecoveryKey } from './recovery-key.js';
@@ -80,11 +80,17 @@ export function makeRecoverySlot(keys: MasterKeys, recoveryBytes: Buffer): KeySl
 
 export type Secret = { passphrase: string } | { recoveryKey: string };
 
+/** A slot that cannot be tried: its key derivation's parameters are out of range (a damaged or planted file). */
+class UnusableSlot extends Error {}
+
 async function slotKek(slot: KeySlot, secret: Secret): Promise<Buffer | undefined> {
   const salt = Buffer.from(slot.kdf.salt, 'base64');
   if ('passphrase' in secret) {
     if (slot.kind !== 'passphrase' || slot.kdf.name !== 'scrypt') return undefined;
-    return scryptKey(secret.passphrase, salt, { N: slot.kdf.N, r: slot.kdf.r, p: slot.kdf.p });
+    const params = { N: slot.kdf.N, r: slot.kdf.r, p: slot.kdf.p };
+    const problem = scryptParamsProblem(params);
+    if (problem) throw new UnusableSlot(problem);
+    return scryptKey(secret.passphrase, salt, params);
   }
   if (slot.kind !== 'recovery' || slot.kdf.name !== 'hkdf-sha256') return undefined;
   return hkdfKey(decodeRecoveryKey(secret.recoveryKey), salt, RECOVERY_INFO);
@@ -128,14 +134,27 @@ export async function unlock(storage: Storage, secret: Secret): Promise<{ keys: 
   const kind: SlotKind = 'passphrase' in secret ? 'passphrase' : 'recovery';
   const candidates = slots.filter((s) => s.slot.kind === kind);
   if (slots.length === 0) throw new DamageError('The vault has no key files (keys/ is empty or unreadable), so it cannot be opened.');
+  let tried = 0;
+  let unusable: string | undefined;
   for (const { name, slot } of candidates) {
-    const kek = await slotKek(slot, secret);
+    let kek: Buffer | undefined;
+    try {
+      kek = await slotKek(slot, secret);
+    } catch (err) {
+      if (!(err instanceof UnusableSlot)) throw err;
+      unusable = `the key file keys/${name} is damaged (its scrypt ${err.message})`;
+      continue;
+    }
     if (!kek) continue;
+    tried++;
     try {
       return { keys: decodeMaster(open(kek, Buffer.from(slot.data, 'base64'), SLOT_AAD, 'key slot')), slotName: name };
     } catch (err) {
       if (!(err instanceof AuthError)) throw err;
     }
+  }
+  if (unusable && tried === 0) {
+    throw new DamageError(`The passphrase cannot be checked: ${unusable}. Nothing was changed. Open the vault with its recovery key instead, then set the passphrase again ("clinicvault key change-passphrase").`);
   }
   throw new WrongKeyError(
     kind === 'passphrase'

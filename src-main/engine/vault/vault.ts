@@ -4,6 +4,7 @@ import { randomUUID } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { UsageError, VaultNotFoundError, ClinicVaultError, DamageError } from '../errors.js';
+import { scryptParamsProblem } from './crypto.js';
 import { generateRecoveryKey, makePassphraseSlot, makeRecoverySlot, generateMasterKeys, unlock, writeSlot, defaultScrypt, checkNewPassphrase, type MasterKeys, type Secret } from './keys.js';
 import { LocalStorage } from './storage.js';
 import type { PackNaming } from './pack.js';
@@ -60,6 +61,39 @@ export function defaultConfig(): VaultConfig {
     },
     packSize: 16 * 1024 * 1024,
   };
+}
+
+const MiB = 1024 * 1024;
+
+/** Why config.json's settings for writing (chunk sizes, pack size, new key files' scrypt) cannot be used, or
+ * undefined. The file is plaintext on the drive: a damaged or hand-edited value must stop a writer with a clear
+ * message, not hang it (a largest chunk of 0 made a backup cut empty chunks for ever). The ranges hold every value
+ * ClinicVault has written, with room around them. */
+export function writerConfigProblem(config: VaultConfig): string | undefined {
+  const isInt = (v: unknown, lo: number, hi: number): boolean => Number.isInteger(v) && (v as number) >= lo && (v as number) <= hi;
+  const cdcProblem = (name: string, c: Partial<{ algorithm: string; min: number; avg: number; max: number }> | undefined): string | undefined => {
+    if (typeof c !== 'object' || c === null || c.algorithm !== 'fastcdc-2020') return `chunking.${name}.algorithm is not "fastcdc-2020"`;
+    const { min, avg, max } = c;
+    if (!isInt(min, 64, 16 * MiB) || !isInt(avg, 64, 16 * MiB) || !isInt(max, 64, 16 * MiB) || min! > avg! || avg! > max!) {
+      return `chunking.${name} needs whole numbers with 64 <= min <= avg <= max <= 16777216 (it has min ${String(min)}, avg ${String(avg)}, max ${String(max)})`;
+    }
+    return undefined;
+  };
+  const ch = config.chunking as Partial<VaultConfig['chunking']> | undefined;
+  if (typeof ch !== 'object' || ch === null) return 'it has no "chunking" settings';
+  const files = cdcProblem('files', ch.files);
+  if (files) return files;
+  if (ch.files!.whole !== undefined && !isInt(ch.files!.whole, 0, Number.MAX_SAFE_INTEGER)) return `chunking.files.whole is ${String(ch.files!.whole)}, not a whole number of bytes`;
+  if (ch.dumps !== undefined) {
+    const dumps = cdcProblem('dumps', ch.dumps);
+    if (dumps) return dumps;
+  }
+  if (ch.sqlite?.algorithm !== 'pages' || !isInt(ch.sqlite.minBytes, 0, 16 * MiB)) return 'chunking.sqlite needs "algorithm": "pages" and minBytes from 0 to 16777216';
+  if (!isInt(config.packSize, MiB, 1024 * MiB)) return `packSize is ${String(config.packSize)}, not a whole number from 1048576 to 1073741824`;
+  const kdf = config.kdf as Partial<VaultConfig['kdf']> | undefined;
+  if (kdf?.name !== 'scrypt') return 'kdf.name is not "scrypt"';
+  const scrypt = scryptParamsProblem({ N: kdf.N!, r: kdf.r!, p: kdf.p! });
+  return scrypt ? `kdf's ${scrypt}` : undefined;
 }
 
 export interface SnapshotListing {
@@ -127,7 +161,10 @@ export class Vault {
     } catch {
       throw new DamageError(`The vault's config.json at ${loc} is damaged (not valid JSON). Restore it from another copy of the vault.`);
     }
-    if (config.format !== FORMAT_NAME) throw new VaultNotFoundError(`${loc} is not a ClinicVault vault.`);
+    if (typeof config !== 'object' || config === null || config.format !== FORMAT_NAME) throw new VaultNotFoundError(`${loc} is not a ClinicVault vault.`);
+    if (!Number.isInteger(config.version) || config.version < 1 || typeof config.id !== 'string' || config.id === '') {
+      throw new DamageError(`The vault's config.json at ${loc} is damaged (its "version" or "id" is missing or not valid). Restore it from another copy of the vault.`);
+    }
     if (config.version > FORMAT_VERSION) {
       throw new ClinicVaultError(`This vault uses format version ${config.version}, newer than this ClinicVault understands (${FORMAT_VERSION}). Update ClinicVault.`);
     }
@@ -147,6 +184,16 @@ export class Vault {
       vault.snapshotCache = new SnapshotCache(opts.cacheDir, config.id);
     }
     return vault;
+  }
+
+  /** config.json's settings for writing, checked (writerConfigProblem) before a backup, prune or key change. Restore
+   * and verify do not use them, so they still work with the file damaged. */
+  checkWriterConfig(): void {
+    const problem = writerConfigProblem(this.config);
+    if (!problem) return;
+    throw new DamageError(
+      `The vault's config.json at ${path.join(this.location, 'config.json')} is damaged: ${problem}. Nothing was written to the vault, and its backups still restore and verify. Before it can take new backups the file must be corrected (docs/FORMAT.md gives its usual values): ask whoever looks after ClinicVault, or back up to a new vault meanwhile.`,
+    );
   }
 
   /** The local cache of this vault's list of backups, if it was opened with one. */

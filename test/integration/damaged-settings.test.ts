@@ -104,6 +104,22 @@ describe('damaged settings on the drive', () => {
     expect(r.stderr).toMatch(/config\.json .* is damaged \(its "version" or "id" is missing or not valid\)/);
   });
 
+  it.each([
+    ['a key file without its kdf', '{"version":1,"kind":"passphrase","data":"AAAA"}'],
+    ['a key file that is not JSON', '{"version":1,"kind":"pass'],
+  ])('%s: the passphrase is reported as not checkable, not as wrong or as a crash; the recovery key opens the vault', (_name, text) => {
+    const { vault, env, recoveryKeyFile } = setup();
+    const keys = path.join(vault, 'keys');
+    const slot = fs.readdirSync(keys).find((f) => f.startsWith('passphrase-'))!;
+    fs.writeFileSync(path.join(keys, slot), text);
+    const r = cliWithin(['snapshots', '--vault', vault], env);
+    expect(r.code).toBe(5);
+    expect(r.stderr).toMatch(new RegExp(`keys/${slot} is damaged \\(it is not a readable key slot\\)`));
+    expect(r.stderr).not.toMatch(/unexpected error/);
+    const opened = cliWithin(['snapshots', '--vault', vault, '--recovery-key-file', recoveryKeyFile], { ...env, CLINICVAULT_PASSPHRASE: '' });
+    expect(opened.code, opened.stderr).toBe(0);
+  });
+
   it('a key file asking scrypt for gigabytes is not tried: the passphrase cannot open it, the recovery key can, and a new passphrase replaces it', () => {
     const { vault, env, work, recoveryKeyFile } = setup();
     const keys = path.join(vault, 'keys');

@@ -102,17 +102,36 @@ export async function writeSlot(storage: Storage, slot: KeySlot): Promise<string
   return name;
 }
 
-export async function readSlots(storage: Storage): Promise<Array<{ name: string; slot: KeySlot }>> {
-  const out: Array<{ name: string; slot: KeySlot }> = [];
+/** Whether a parsed key file has every field a slot needs, of the right type (the file is plaintext on the drive). */
+function isSlot(j: unknown): j is KeySlot {
+  const s = j as Partial<KeySlot> | null;
+  if (typeof s !== 'object' || s === null || (s.kind !== 'passphrase' && s.kind !== 'recovery') || typeof s.data !== 'string') return false;
+  const kdf = s.kdf as Partial<{ name: string; salt: string; N: number; r: number; p: number }> | undefined;
+  if (typeof kdf !== 'object' || kdf === null || typeof kdf.salt !== 'string') return false;
+  if (kdf.name === 'scrypt') return typeof kdf.N === 'number' && typeof kdf.r === 'number' && typeof kdf.p === 'number';
+  return kdf.name === 'hkdf-sha256';
+}
+
+/** The vault's key slots, and the names of key files that could not be read or are not slots. */
+async function readSlotFiles(storage: Storage): Promise<{ slots: Array<{ name: string; slot: KeySlot }>; damaged: string[] }> {
+  const slots: Array<{ name: string; slot: KeySlot }> = [];
+  const damaged: string[] = [];
   for (const name of await storage.list('keys')) {
     if (!name.endsWith('.json')) continue;
     try {
-      out.push({ name, slot: JSON.parse((await storage.read('keys', name)).toString('utf8')) as KeySlot });
+      const slot: unknown = JSON.parse((await storage.read('keys', name)).toString('utf8'));
+      if (isSlot(slot)) slots.push({ name, slot });
+      else damaged.push(name);
     } catch {
-      // A damaged slot file is skipped; another slot may still open the vault.
+      damaged.push(name);
     }
   }
-  return out;
+  return { slots, damaged };
+}
+
+/** The vault's key slots. A damaged key file is skipped; another slot may still open the vault. */
+export async function readSlots(storage: Storage): Promise<Array<{ name: string; slot: KeySlot }>> {
+  return (await readSlotFiles(storage)).slots;
 }
 
 /** Start deriving the key of the first passphrase slot now, for an unlock with the same passphrase soon after (a
@@ -130,12 +149,14 @@ export async function deriveAhead(storage: Storage, passphrase: string): Promise
 
 /** Try every slot of the secret's kind. Returns the keys and the slot that opened them. */
 export async function unlock(storage: Storage, secret: Secret): Promise<{ keys: MasterKeys; slotName: string }> {
-  const slots = await readSlots(storage);
+  const { slots, damaged } = await readSlotFiles(storage);
   const kind: SlotKind = 'passphrase' in secret ? 'passphrase' : 'recovery';
   const candidates = slots.filter((s) => s.slot.kind === kind);
-  if (slots.length === 0) throw new DamageError('The vault has no key files (keys/ is empty or unreadable), so it cannot be opened.');
+  if (slots.length === 0 && damaged.length === 0) throw new DamageError('The vault has no key files (keys/ is empty or unreadable), so it cannot be opened.');
   let tried = 0;
-  let unusable: string | undefined;
+  // A damaged file named for this kind of slot (its name is all that is left to go by).
+  const ownDamaged = damaged.find((name) => name.startsWith(`${kind}-`));
+  let unusable: string | undefined = ownDamaged && `the key file keys/${ownDamaged} is damaged (it is not a readable key slot)`;
   for (const { name, slot } of candidates) {
     let kek: Buffer | undefined;
     try {
@@ -154,7 +175,11 @@ export async function unlock(storage: Storage, secret: Secret): Promise<{ keys: 
     }
   }
   if (unusable && tried === 0) {
-    throw new DamageError(`The passphrase cannot be checked: ${unusable}. Nothing was changed. Open the vault with its recovery key instead, then set the passphrase again ("clinicvault key change-passphrase").`);
+    throw new DamageError(
+      kind === 'passphrase'
+        ? `The passphrase cannot be checked: ${unusable}. Nothing was changed. Open the vault with its recovery key instead, then set the passphrase again ("clinicvault key change-passphrase").`
+        : `The recovery key cannot be checked: ${unusable}. Nothing was changed. Open the vault with its passphrase instead, then make a new recovery key ("clinicvault key add-recovery-key --replace").`,
+    );
   }
   throw new WrongKeyError(
     kind === 'passphrase'

@@ -104,6 +104,16 @@ describe('damaged settings on the drive', () => {
     expect(r.stderr).toMatch(/config\.json .* is damaged \(its "version" or "id" is missing or not valid\)/);
   });
 
+  it('damaged lock files are cleared as stale, said so, and the backup goes ahead', () => {
+    const { vault, media, env } = setup();
+    fs.writeFileSync(path.join(vault, 'locks', 'a-null.json'), 'null');
+    fs.writeFileSync(path.join(vault, 'locks', 'b-garbage.json'), '{"host": "x", "pi');
+    const r = cliWithin(['backup', '--vault', vault, '--folder', media], env);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr.match(/Cleared a stale lock/g)).toHaveLength(2);
+    expect(fs.readdirSync(path.join(vault, 'locks'))).toEqual([]);
+  });
+
   it.each([
     ['a key file without its kdf', '{"version":1,"kind":"passphrase","data":"AAAA"}'],
     ['a key file that is not JSON', '{"version":1,"kind":"pass'],

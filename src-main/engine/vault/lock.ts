@@ -80,7 +80,9 @@ export async function readLocks(storage: Storage): Promise<Array<{ name: string;
   const out: Array<{ name: string; info: LockInfo }> = [];
   for (const name of await storage.list('locks')) {
     try {
-      out.push({ name, info: JSON.parse((await storage.read('locks', name)).toString('utf8')) as LockInfo });
+      const info: unknown = JSON.parse((await storage.read('locks', name)).toString('utf8'));
+      if (typeof info !== 'object' || info === null) throw new Error('not a lock');
+      out.push({ name, info: info as LockInfo });
     } catch {
       // Unparseable lock file: treat as stale-by-damage below.
       out.push({ name, info: { host: '?', pid: -1, created: '1970-01-01T00:00:00Z', refreshed: '1970-01-01T00:00:00Z', command: '?' } });

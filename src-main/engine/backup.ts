@@ -1,5 +1,6 @@
 // Backup: databases and folders into a vault. Order of durability: packs, then the index that lists them, then
 // the snapshot that references them. A run that dies anywhere leaves earlier snapshots untouched.
+import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { sqliteChunkSize } from './chunker/chunkers.js';
@@ -66,6 +67,20 @@ export interface BackupStats {
 /** Database images are cut by several workers at once, in segments of this size; each segment's new pages are
  * grouped on their own, which restore's segments of the same size rely on (restore.ts SEGMENT). */
 const DB_SEGMENT = 32 * 1024 * 1024;
+
+/** What to tell the owner when a folder to back up cannot be read at all. */
+function unreadableFolder(dir: string, reason: string): string {
+  let st: fs.Stats | undefined;
+  try {
+    st = fs.statSync(dir);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return `The folder ${dir} does not exist. Check the path, or connect the drive or share it is on.`;
+    if (code === 'ENOTDIR') return `${dir} is not a folder (a part of its path is a file). Check the path.`;
+  }
+  if (st && !st.isDirectory()) return `${dir} is a file, not a folder. Give the folder that holds the files to back up.`;
+  return `Cannot read the folder ${dir}: ${reason}. Is the drive or share connected?`;
+}
 
 export function sourceLabel(p: string): string {
   return path.basename(path.resolve(p));
@@ -335,9 +350,8 @@ class BackupRun {
       const walk = await walkFolder(dir, this.excludes).catch((err: unknown) => {
         throw new UsageError(`Cannot read the folder ${dir}: ${describeFsError(err)}.`);
       });
-      if (walk.files.length === 0 && walk.skipped.some((s) => s.path === '.')) {
-        throw new UsageError(`Cannot read the folder ${dir}: ${walk.skipped[0]!.reason}. Is the drive or share connected?`);
-      }
+      const root = walk.skipped.find((s) => s.path === '.');
+      if (walk.files.length === 0 && root) throw new UsageError(unreadableFolder(dir, root.reason));
       const found = findParent(snapshots, dir);
       if (found && !fullParents.has(found.id)) {
         // Listed from the cache, an older backup may have been damaged since: the folder is then read afresh (its

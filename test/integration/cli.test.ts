@@ -75,6 +75,18 @@ describe('clinicvault CLI', () => {
     expect(noPass.stderr).toMatch(/No passphrase given/);
     expect(cli(['backup', '--vault', vault], env).code).toBe(2);
     expect(cli(['frobnicate'], env).code).toBe(2);
+    // A file given where a folder is needed, and a folder that is not there, each named for what they are.
+    const file = path.join(work, 'notes.txt');
+    fs.writeFileSync(file, 'not a vault');
+    const fileVault = cli(['snapshots', '--vault', file], env);
+    expect(fileVault.code).toBe(4);
+    expect(fileVault.stderr).toMatch(/notes\.txt is a file, not a vault folder/);
+    const missing = cli(['backup', '--vault', vault, '--folder', path.join(work, 'no-such-folder')], env);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/The folder .*no-such-folder does not exist\. Check the path, or connect the drive or share it is on\./);
+    const fileFolder = cli(['backup', '--vault', vault, '--folder', file], env);
+    expect(fileFolder.code).toBe(2);
+    expect(fileFolder.stderr).toMatch(/notes\.txt is a file, not a folder/);
   });
 
   it('lists snapshots as JSON with id, time, tags and sources', () => {

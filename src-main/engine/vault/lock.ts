@@ -76,8 +76,8 @@ function lockedError(info: LockInfo): LockedError {
   );
 }
 
-export async function readLocks(storage: Storage): Promise<Array<{ name: string; info: LockInfo }>> {
-  const out: Array<{ name: string; info: LockInfo }> = [];
+export async function readLocks(storage: Storage): Promise<Array<{ name: string; info: LockInfo; damaged?: boolean }>> {
+  const out: Array<{ name: string; info: LockInfo; damaged?: boolean }> = [];
   for (const name of await storage.list('locks')) {
     try {
       const info: unknown = JSON.parse((await storage.read('locks', name)).toString('utf8'));
@@ -85,7 +85,7 @@ export async function readLocks(storage: Storage): Promise<Array<{ name: string;
       out.push({ name, info: info as LockInfo });
     } catch {
       // Unparseable lock file: treat as stale-by-damage below.
-      out.push({ name, info: { host: '?', pid: -1, created: '1970-01-01T00:00:00Z', refreshed: '1970-01-01T00:00:00Z', command: '?' } });
+      out.push({ name, info: { host: '?', pid: -1, created: '1970-01-01T00:00:00Z', refreshed: '1970-01-01T00:00:00Z', command: '?' }, damaged: true });
     }
   }
   return out;
@@ -94,13 +94,12 @@ export async function readLocks(storage: Storage): Promise<Array<{ name: string;
 export async function clearStale(storage: Storage, log: (msg: string) => void): Promise<number> {
   let cleared = 0;
   const now = Date.now();
-  for (const { name, info } of await readLocks(storage)) {
-    const why = isStale(info, now);
-    if (why) {
-      await storage.remove('locks', name);
-      log(`Cleared a stale lock left by ${info.command} (process ${info.pid} on ${info.host}, since ${info.created}): ${why}.`);
-      cleared++;
-    }
+  for (const { name, info, damaged } of await readLocks(storage)) {
+    const why = damaged ? `the lock file locks/${name} was damaged (not readable)` : isStale(info, now);
+    if (!why) continue;
+    await storage.remove('locks', name);
+    log(damaged ? `Cleared a stale lock: ${why}.` : `Cleared a stale lock left by ${info.command} (process ${info.pid} on ${info.host}, since ${info.created}): ${why}.`);
+    cleared++;
   }
   return cleared;
 }

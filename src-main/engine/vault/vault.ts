@@ -153,6 +153,7 @@ export class Vault {
         throw new VaultNotFoundError(`The vault folder ${loc} does not exist. If it is on an external drive, plug the drive in and try again.`);
       }
       if (code === 'ENOENT') throw new VaultNotFoundError(`${loc} is not a ClinicVault vault (it has no config.json). Check the folder, or create a vault there with "clinicvault init".`);
+      if (code === 'ENOTDIR') throw new VaultNotFoundError(`${loc} is a file, not a vault folder. Give the folder that holds the vault (the one with config.json in it).`);
       throw new ClinicVaultError(`Cannot read ${path.join(loc, 'config.json')}: ${(err as Error).message}`);
     }
     let config: VaultConfig;

@@ -75,6 +75,19 @@ export function isNoSpace(err: unknown): boolean {
   return code === 'ENOSPC' || code === 'EDQUOT';
 }
 
+/** A folder the user named (a restore's target, a new vault) could not be made: why, in words, and what to do. */
+export function cannotMakeFolder(what: string, dir: string, err: unknown): ClinicVaultError {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  const why =
+    code === 'EACCES' || code === 'EPERM' ? 'permission denied'
+    : code === 'ENOTDIR' ? 'a part of its path is a file, not a folder'
+    : code === 'ENOENT' ? 'no folder can be made in that place'
+    : code === 'EROFS' ? 'the drive is read-only'
+    : isNoSpace(err) ? 'the drive is full'
+    : (err as Error).message;
+  return new UsageError(`Cannot make the ${what} ${dir}: ${why}. Nothing was written. Choose another folder.`);
+}
+
 export function formatBytes(n: number): string {
   const units = ['B', 'KB', 'MB', 'GB', 'TB'];
   let v = n;

@@ -9,7 +9,8 @@ import { EnginePool, JobFailed } from './pipeline/pool.js';
 import { collectGarbage } from './pipeline/young-generation.js';
 import type { RestoreJob, RestoreJobResult, SqliteCheckResult } from './pipeline/protocol.js';
 import { ChunkIntegrityError } from './vault/pack.js';
-import { RefusedError, UsageError, isNoSpace, DriveFullError } from './errors.js';
+import { RefusedError, UsageError, isNoSpace, DriveFullError, cannotMakeFolder } from './errors.js';
+import { makeFolderPath } from './vault/storage.js';
 import { contentIds, type Snapshot, type TreeEntry } from './vault/snapshot.js';
 import type { Vault } from './vault/vault.js';
 import type { MasterIndex } from './vault/index-file.js';
@@ -236,7 +237,9 @@ export async function restore(vault: Vault, snapshot: Snapshot, opts: RestoreOpt
 
 async function restoreWith(vault: Vault, snapshot: Snapshot, opts: RestoreOptions, pool: EnginePool): Promise<RestoreResult> {
   const plan = planRestore(snapshot, opts.include);
-  await fsp.mkdir(opts.target, { recursive: true });
+  await makeFolderPath(opts.target).catch((err: unknown) => {
+    throw cannotMakeFolder('restore folder', path.resolve(opts.target), err);
+  });
   const target = await fsp.realpath(opts.target);
   const files = plan.filter((p) => p.entry.type === 'file');
 

@@ -16,8 +16,11 @@ export function cliEnv(home: string, extra: Record<string, string | undefined> =
   return { ...process.env, CLINICVAULT_HOME: home, CLINICVAULT_KDF: 'test', CLINICVAULT_PASSPHRASE: PASS, ...extra };
 }
 
-export function cli(args: string[], env: NodeJS.ProcessEnv): CliResult {
-  const r = spawnSync(process.execPath, [BIN, ...args], { env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+/** Run the CLI and wait for it. With `timeoutMs`, a command that has not ended by then fails the test instead of
+ * holding up the run (vitest's own timeout cannot interrupt a synchronous wait). */
+export function cli(args: string[], env: NodeJS.ProcessEnv, timeoutMs?: number): CliResult {
+  const r = spawnSync(process.execPath, [BIN, ...args], { env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: timeoutMs });
+  if (r.error) throw new Error(`clinicvault ${args[0]} did not end within ${timeoutMs} ms: ${r.error.message}`);
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 

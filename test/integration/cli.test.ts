@@ -89,6 +89,24 @@ describe('clinicvault CLI', () => {
     expect(fileFolder.stderr).toMatch(/notes\.txt is a file, not a folder/);
   });
 
+  it('a restore folder or vault folder that cannot be made is named with the reason, and the command ends', () => {
+    const { work, vault, env } = setup();
+    // Under /proc a folder cannot be made and the system answers ENOENT: Node's recursive mkdir retried that for ever.
+    for (const [args, what] of [
+      [['restore', '--vault', vault, '--snapshot', 'latest', '--target', '/proc/clinicvault-restore'], 'restore folder /proc/clinicvault-restore'],
+      [['init', '--vault', '/proc/clinicvault-vault'], 'vault folder /proc/clinicvault-vault'],
+    ] as const) {
+      const r = cli([...args], env, 60_000);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain(`Cannot make the ${what}: no folder can be made in that place. Nothing was written.`);
+    }
+    const file = path.join(work, 'notes.txt');
+    fs.writeFileSync(file, 'a file');
+    const underFile = cli(['restore', '--vault', vault, '--snapshot', 'latest', '--target', path.join(file, 'restored')], env, 60_000);
+    expect(underFile.code).toBe(2);
+    expect(underFile.stderr).toMatch(/a part of its path is a file, not a folder/);
+  });
+
   it('lists snapshots as JSON with id, time, tags and sources', () => {
     const { vault, env, db } = setup();
     const r = cli(['snapshots', '--vault', vault, '--json'], env);

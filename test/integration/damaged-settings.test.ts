@@ -1,19 +1,14 @@
 // config.json and the key files are plaintext on the drive. A damaged or hand-edited value in them must stop a
 // command with a message that says what to do, never hang it or make it take gigabytes, and never cost a backup
 // already made: restore and verify go on working.
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { BIN, cli, cliEnv, type CliResult } from '../helpers/cli.js';
+import { cli, cliEnv, type CliResult } from '../helpers/cli.js';
 import { hashTree, makeMedia, tempDir, writeFile } from '../helpers/clinic.js';
 
-/** The CLI with a time limit: a command that hangs fails the test instead of holding up the run. */
-function cliWithin(args: string[], env: NodeJS.ProcessEnv, ms = 60_000): CliResult {
-  const r = spawnSync(process.execPath, [BIN, ...args], { env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: ms });
-  if (r.error) throw new Error(`clinicvault ${args[0]} did not end within ${ms} ms: ${r.error.message}`);
-  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
-}
+/** The CLI with a time limit: a command that hangs fails the test. */
+const cliWithin = (args: string[], env: NodeJS.ProcessEnv, ms = 60_000): CliResult => cli(args, env, ms);
 
 function vaultFiles(vault: string): Record<string, string> {
   return hashTree(vault);

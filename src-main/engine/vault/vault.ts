@@ -3,10 +3,10 @@
 import { randomUUID } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { UsageError, VaultNotFoundError, ClinicVaultError, DamageError } from '../errors.js';
+import { UsageError, VaultNotFoundError, ClinicVaultError, DamageError, cannotMakeFolder } from '../errors.js';
 import { scryptParamsProblem } from './crypto.js';
 import { generateRecoveryKey, makePassphraseSlot, makeRecoverySlot, generateMasterKeys, unlock, writeSlot, defaultScrypt, checkNewPassphrase, type MasterKeys, type Secret } from './keys.js';
-import { LocalStorage } from './storage.js';
+import { LocalStorage, makeFolderPath } from './storage.js';
 import type { PackNaming } from './pack.js';
 import { MasterIndex } from './index-file.js';
 import { IndexCache } from './index-cache.js';
@@ -123,7 +123,9 @@ export class Vault {
   static async init(location: string, passphrase: string): Promise<{ vault: Vault; recoveryKey: string }> {
     checkNewPassphrase(passphrase);
     const loc = path.resolve(location);
-    await fsp.mkdir(loc, { recursive: true });
+    await makeFolderPath(loc).catch((err: unknown) => {
+      throw cannotMakeFolder('vault folder', loc, err);
+    });
     const existing = (await fsp.readdir(loc)).filter((f) => !f.startsWith('.'));
     if (existing.includes('config.json')) throw new UsageError(`There is already a vault at ${loc}. Nothing was changed.`);
     if (existing.length > 0) {

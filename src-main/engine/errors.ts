@@ -75,6 +75,23 @@ export function isNoSpace(err: unknown): boolean {
   return code === 'ENOSPC' || code === 'EDQUOT';
 }
 
+/** The vault's drive refused a write because it is read-only (write-protected) or this account may not write
+ * there: said so, with what to do. Any other error is returned as it is. */
+export function cannotWriteVault(location: string, err: unknown): unknown {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (code === 'EROFS') {
+    return new UsageError(
+      `The drive holding the vault ${location} is read-only (write-protected), so nothing can be written to it. Nothing was changed. Check the drive's write-protect switch, or connect it so that it can be written. Restore and verify work as it is.`,
+    );
+  }
+  if (code === 'EACCES' || code === 'EPERM') {
+    return new UsageError(
+      `ClinicVault may not write to the vault ${location} (permission denied). Nothing was changed. Give this user account write access to that folder. Restore and verify work as it is.`,
+    );
+  }
+  return err;
+}
+
 /** A folder the user named (a restore's target, a new vault) could not be made: why, in words, and what to do. */
 export function cannotMakeFolder(what: string, dir: string, err: unknown): ClinicVaultError {
   const code = (err as NodeJS.ErrnoException | undefined)?.code;

@@ -3,7 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import * as os from 'node:os';
 import type { Storage } from './storage.js';
-import { LockedError } from '../errors.js';
+import { LockedError, cannotWriteVault } from '../errors.js';
 
 export interface LockInfo {
   host: string;
@@ -37,13 +37,18 @@ export class VaultLock {
   private constructor(private readonly storage: Storage, readonly name: string, private info: LockInfo) {}
 
   static async acquire(storage: Storage, command: string, log: (msg: string) => void = () => undefined): Promise<VaultLock> {
-    await clearStale(storage, log);
+    await clearStale(storage, log).catch((err: unknown) => {
+      throw cannotWriteVault(storage.location, err);
+    });
     const others = await readLocks(storage);
     if (others.length > 0) throw lockedError(others[0]!.info);
     const now = new Date().toISOString();
     const info: LockInfo = { host: os.hostname(), pid: process.pid, created: now, refreshed: now, command };
     const name = `${Date.now().toString(36)}-${randomBytes(6).toString('hex')}.json`;
-    await storage.write('locks', name, Buffer.from(JSON.stringify(info)));
+    // A writer's first write to the vault: a drive that refuses writes is reported here, before any work is done.
+    await storage.write('locks', name, Buffer.from(JSON.stringify(info))).catch((err: unknown) => {
+      throw cannotWriteVault(storage.location, err);
+    });
     // Two writers racing: both wrote; the one whose name sorts later backs off. Code-unit order, not the locale's:
     // two computers sharing the drive must agree on which name is first.
     const all = await readLocks(storage);

@@ -39,9 +39,6 @@ async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
-/** Write data to file via temp + fsync + rename + dir fsync. Without `durable`, no fsync: the file still appears
- * whole or not at all to other processes, but may be lost (or left empty) by a power cut. `data` may be pieces made
- * as they are taken (sealPiecewise): they are drawn a few at a time, so only those are held at once. */
 /** A folder and any missing parents, like `mkdir -p`, for a path the user gave (a restore's target, a new vault).
  * Node's `fs.mkdir(dir, { recursive: true })` retries for ever when a folder's parent exists but the folder cannot
  * be made and the system answers ENOENT (under /proc, for one: the restore spun at full CPU). Here each missing
@@ -67,6 +64,9 @@ export async function makeFolderPath(dir: string): Promise<void> {
   }
 }
 
+/** Write data to file via temp + fsync + rename + dir fsync. Without `durable`, no fsync: the file still appears
+ * whole or not at all to other processes, but may be lost (or left empty) by a power cut. `data` may be pieces made
+ * as they are taken (sealPiecewise): they are drawn a few at a time, so only those are held at once. */
 export async function writeFileAtomic(file: string, data: Uint8Array | Iterable<Uint8Array>, opts: { exclusive?: boolean; durable?: boolean } = {}): Promise<void> {
   const durable = opts.durable ?? true;
   const dir = path.dirname(file);

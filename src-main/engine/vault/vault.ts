@@ -189,8 +189,8 @@ export class Vault {
     return vault;
   }
 
-  /** config.json's settings for writing, checked (writerConfigProblem) before a backup, prune or key change. Restore
-   * and verify do not use them, so they still work with the file damaged. */
+  /** config.json's settings for writing, checked (writerConfigProblem) before a backup, prune, erase or key change.
+   * Restore and verify do not use them, so they still work with the file damaged. */
   checkWriterConfig(): void {
     const problem = writerConfigProblem(this.config);
     if (!problem) return;

@@ -10,10 +10,6 @@ import { hashTree, makeMedia, tempDir, writeFile } from '../helpers/clinic.js';
 /** The CLI with a time limit: a command that hangs fails the test. */
 const cliWithin = (args: string[], env: NodeJS.ProcessEnv, ms = 60_000): CliResult => cli(args, env, ms);
 
-function vaultFiles(vault: string): Record<string, string> {
-  return hashTree(vault);
-}
-
 function setup(): { work: string; vault: string; media: string; env: NodeJS.ProcessEnv; recoveryKeyFile: string } {
   const work = tempDir();
   const vault = path.join(work, 'vault');
@@ -55,14 +51,14 @@ describe('damaged settings on the drive', () => {
     const { work, vault, media, env } = setup();
     editJson(path.join(vault, 'config.json'), damage);
     writeFile(path.join(media, 'new.txt'), 'added after the damage');
-    const before = vaultFiles(vault);
+    const before = hashTree(vault);
 
     const r = cliWithin(['backup', '--vault', vault, '--folder', media], env);
     expect(r.code).toBe(5);
     expect(r.stderr).toMatch(says);
     expect(r.stderr).toMatch(/config\.json .* is damaged/);
     expect(r.stderr).toMatch(/Nothing was written to the vault, and its backups still restore and verify/);
-    expect(vaultFiles(vault)).toEqual(before);
+    expect(hashTree(vault)).toEqual(before);
 
     const target = path.join(work, 'restored');
     const restored = cliWithin(['restore', '--vault', vault, '--snapshot', 'latest', '--target', target], env);
@@ -74,10 +70,10 @@ describe('damaged settings on the drive', () => {
     expect(verified.code, verified.stderr).toBe(0);
   });
 
-  it('prune and a passphrase change refuse the same way; a forget that only lists does not need the settings', () => {
+  it('prune and a passphrase change refuse the same way; listing the backups does not need the settings', () => {
     const { vault, env, work } = setup();
     editJson(path.join(vault, 'config.json'), (c) => (c.packSize = -1));
-    const before = vaultFiles(vault);
+    const before = hashTree(vault);
     const pruned = cliWithin(['prune', '--vault', vault], env);
     expect(pruned.code).toBe(5);
     expect(pruned.stderr).toMatch(/packSize is -1/);
@@ -86,7 +82,7 @@ describe('damaged settings on the drive', () => {
     const changed = cliWithin(['key', 'change-passphrase', '--vault', vault, '--new-passphrase-file', newPass], env);
     expect(changed.code).toBe(5);
     expect(changed.stderr).toMatch(/packSize is -1/);
-    expect(vaultFiles(vault)).toEqual(before);
+    expect(hashTree(vault)).toEqual(before);
     const listed = cliWithin(['snapshots', '--vault', vault], env);
     expect(listed.code, listed.stderr).toBe(0);
   });

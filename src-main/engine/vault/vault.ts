@@ -69,7 +69,7 @@ const MiB = 1024 * 1024;
  * undefined. The file is plaintext on the drive: a damaged or hand-edited value must stop a writer with a clear
  * message, not hang it (a largest chunk of 0 made a backup cut empty chunks for ever). The ranges hold every value
  * ClinicVault has written, with room around them. */
-export function writerConfigProblem(config: VaultConfig): string | undefined {
+function writerConfigProblem(config: VaultConfig): string | undefined {
   const isInt = (v: unknown, lo: number, hi: number): boolean => Number.isInteger(v) && (v as number) >= lo && (v as number) <= hi;
   const cdcProblem = (name: string, c: Partial<{ algorithm: string; min: number; avg: number; max: number }> | undefined): string | undefined => {
     if (typeof c !== 'object' || c === null || c.algorithm !== 'fastcdc-2020') return `chunking.${name}.algorithm is not "fastcdc-2020"`;

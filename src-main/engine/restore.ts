@@ -52,6 +52,8 @@ export interface RestoreResult {
   bytes: number;
   failed: Array<{ path: string; reason: string }>;
   databases: DatabaseCheck[];
+  /** Of bytes, how many were written past the page cache (decision 0029). */
+  directBytes: number;
 }
 
 /** Large files are restored in segments of about this much, by several workers at once; a file of at most one
@@ -267,7 +269,7 @@ async function restoreWith(vault: Vault, snapshot: Snapshot, opts: RestoreOption
   // gc({ type: 'major' }) is one).
   collectGarbage();
   const progress: RestoreProgress = { filesDone: 0, filesTotal: files.length, bytesDone: 0, bytesTotal: files.reduce((a, f) => a + f.entry.size, 0) };
-  const result: RestoreResult = { target, files: 0, bytes: 0, failed: [], databases: [] };
+  const result: RestoreResult = { target, files: 0, bytes: 0, failed: [], databases: [], directBytes: 0 };
   let lastEmit = 0;
   const emit = (force = false): void => {
     const t = performance.now();
@@ -290,6 +292,7 @@ async function restoreWith(vault: Vault, snapshot: Snapshot, opts: RestoreOption
       // The chunks are looked up as entry numbers and sent as flat arrays (index.refs): no object per chunk on this
       // thread.
       const flat = contentIds(it.entry.content);
+      const cached = it.sqliteSource !== undefined;
       const entries = new Int32Array(flat.length / 32);
       for (let k = 0; k < entries.length; k++) {
         const e = index.locate(flat, k * 32);
@@ -300,7 +303,8 @@ async function restoreWith(vault: Vault, snapshot: Snapshot, opts: RestoreOption
         // One job writes the whole file: the worker creates it, writes it and sets its mode and time. This thread
         // then only makes it durable and puts it in place (decision 0027).
         const create = { mode, mtimeMs: it.entry.mtimeMs };
-        await pool.run<RestoreJobResult>({ kind: 'restore', path: tmp, fileOffset: 0, create, ...index.refs(entries, 0, entries.length) });
+        const r = await pool.run<RestoreJobResult>({ kind: 'restore', path: tmp, fileOffset: 0, create, cached, ...index.refs(entries, 0, entries.length) });
+        result.directBytes += r.directBytes;
         progress.bytesDone += it.entry.size;
         emit();
         written();
@@ -318,13 +322,14 @@ async function restoreWith(vault: Vault, snapshot: Snapshot, opts: RestoreOption
         let segStart = 0;
         const send = (to: number): void => {
           if (to === from) return;
-          const job: RestoreJob = { kind: 'restore', path: tmp, fileOffset: segStart, ...index.refs(entries, from, to) };
+          const job: RestoreJob = { kind: 'restore', path: tmp, fileOffset: segStart, cached, ...index.refs(entries, from, to) };
           const raw = fileOffset - segStart;
           from = to;
           segStart = fileOffset;
           jobs.push(
             pool.run<RestoreJobResult>(job).then((r) => {
               progress.bytesDone += raw;
+              result.directBytes += r.directBytes;
               emit();
               // A large file goes to the disk segment by segment: its one fsync at the end had stalled every file
               // call of this thread (ext4 flushing 200 MB of a database) for ~0.3 s with both cores idle, and the

@@ -14,6 +14,7 @@ import { sealLazily, sealParts } from '../vault/crypto.js';
 import type { MasterKeys } from '../vault/keys.js';
 import { BlobOpener, BlobType, ChunkIntegrityError, GROUP_AAD, Ref, REF_WIDTH, blobRef, blobRuns, dataBlobAad, decodePackHeader, runsOf, encodePackHeader, packTailMatches, parsePack, type PackBlob } from '../vault/pack.js';
 import { LocalStorage } from '../vault/storage.js';
+import { alignedMemory, DIRECT_ALIGN, O_DIRECT, refusesDirect } from '../vault/direct-io.js';
 import { PackWriter } from './pack-writer.js';
 import { collectGarbage } from './young-generation.js';
 import type { ChunkJob, ChunkResult, CommandJob, JobReply, JobValue, RestoreJob, RestoreJobResult, VerifyJob, WorkerInit, WorkerJob, WorkerEvent } from './protocol.js';
@@ -380,10 +381,220 @@ function packFd(packId: string): number {
  * same as 1 MiB; `dd` with bs=4M against bs=1M: 1.1 against 0.6 s). It also holds less plaintext waiting. */
 const PENDING_MAX = 1024 * 1024;
 
+/** Restored bytes written past the page cache (decision 0029) go in blocks of OUT_BLOCK, OUT_BLOCKS per worker: one
+ * fills while the others are being written. A stretch shorter than OUT_DIRECT_MIN goes through the page cache. */
+const OUT_BLOCK = 2 * 1024 * 1024;
+const OUT_BLOCKS = 3;
+const OUT_DIRECT_MIN = 64 * 1024;
+/** undefined until tried; false where the platform, the memory or the file system refuses O_DIRECT. */
+let outDirect: boolean | undefined = O_DIRECT === undefined ? false : undefined;
+let outFree: Buffer[] | undefined;
+
+/** Where a restore job's bytes go. A contiguous stretch is copied into page-aligned blocks, and each full block is
+ * written with O_DIRECT while the next fills: writing the 1.7 GB of a restore into fresh page-cache pages had kept
+ * both workers in the kernel for most of it. The unaligned ends of a stretch, and short stretches (a database's
+ * scattered pages), go through the page cache, gathered into positional writes, as does every file the restore
+ * reads again at once (a database, for its integrity check). */
+class RestoreOut {
+  private direct: number | undefined;
+  /** The block being filled, where it starts in the file, and how much of it is filled. */
+  private block: Buffer | undefined;
+  private at = 0;
+  private fill = 0;
+  private writing = 0;
+  /** Bytes written past the page cache. */
+  directBytes = 0;
+  private wake: (() => void) | undefined;
+  private failure: unknown;
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private pendingAt = 0;
+
+  constructor(
+    readonly fd: number,
+    file: string,
+    length: number,
+  ) {
+    if (outDirect === false || length < OUT_DIRECT_MIN) return;
+    try {
+      if (!outFree) {
+        const memory = alignedMemory(OUT_BLOCKS * OUT_BLOCK);
+        outFree = [];
+        for (let i = 0; i < OUT_BLOCKS; i++) outFree.push(memory.subarray(i * OUT_BLOCK, (i + 1) * OUT_BLOCK));
+      }
+      this.direct = fs.openSync(file, fs.constants.O_WRONLY | O_DIRECT!);
+      outDirect = true;
+    } catch (err) {
+      // WebAssembly memory refused (ulimit -v) or a file system without O_DIRECT: the page cache, as before.
+      if (!(err instanceof Error && 'code' in err) || refusesDirect(err)) outDirect = false;
+      else throw err;
+    }
+  }
+
+  /** Take plain bytes that belong at `at` in the file (copied or written before this returns). */
+  put(plain: Buffer, at: number): void {
+    if (this.direct === undefined) return this.buffered(plain, at);
+    let off = 0;
+    if (!this.block || at !== this.at + this.fill) {
+      this.endBlock();
+      // A block starts on a page boundary: the bytes before it go through the page cache.
+      const head = Math.min(plain.length, (DIRECT_ALIGN - (at % DIRECT_ALIGN)) % DIRECT_ALIGN);
+      if (head > 0) this.buffered(plain.subarray(0, head), at);
+      off = head;
+      if (off === plain.length) return;
+      this.block = this.takeBlock();
+      this.at = at + head;
+    }
+    while (off < plain.length) {
+      const n = Math.min(plain.length - off, OUT_BLOCK - this.fill);
+      plain.copy(this.block!, this.fill, off, off + n);
+      this.fill += n;
+      off += n;
+      if (this.fill === OUT_BLOCK) {
+        this.writeDirect(OUT_BLOCK);
+        this.at += OUT_BLOCK;
+        this.block = off < plain.length ? this.takeBlock() : undefined;
+      }
+    }
+  }
+
+  /** A free block. There always is one: a block is sent to be written in the background only while another is free
+   * (writeDirect), so at most OUT_BLOCKS - 1 are under way. */
+  private takeBlock(): Buffer {
+    const free = outFree!.pop();
+    if (free) return free;
+    throw new Error('internal error: no free block for the restored bytes');
+  }
+
+  /** Write the first len bytes of the block at this.at, past the page cache; the block is free again once written. */
+  private writeDirect(len: number): void {
+    const block = this.block!;
+    const at = this.at;
+    this.block = undefined;
+    this.fill = 0;
+    if (outFree!.length === 0) {
+      // No other block to fill meanwhile: written here and now.
+      try {
+        this.writeAllSync(this.direct!, block, 0, len, at);
+        this.directBytes += len;
+      } catch (err) {
+        if (!refusesDirect(err)) throw err;
+        this.refused(block, 0, len, at);
+      } finally {
+        outFree!.push(block);
+      }
+      return;
+    }
+    this.writing++;
+    const step = (done: number): void => {
+      fs.write(this.direct!, block, done, len - done, at + done, (err, n) => {
+        if (!err && done + n < len) return step(done + n);
+        if (err && refusesDirect(err)) {
+          try {
+            this.refused(block, done, len, at);
+            err = null;
+          } catch (again) {
+            err = again as NodeJS.ErrnoException;
+          }
+        }
+        if (err) this.failure ??= err;
+        else if (outDirect !== false) this.directBytes += len;
+        this.writing--;
+        outFree!.push(block);
+        const w = this.wake;
+        this.wake = undefined;
+        w?.();
+      });
+    };
+    step(0);
+  }
+
+  /** The file system took the O_DIRECT open but refuses its writes (EINVAL: some FUSE drivers): the rest of this
+   * block, and every later file, go through the page cache. */
+  private refused(block: Buffer, from: number, to: number, at: number): void {
+    outDirect = false;
+    this.writeAllSync(this.fd, block, from, to, at + from);
+  }
+
+  private writeAllSync(fd: number, buf: Buffer, from: number, to: number, at: number): void {
+    let done = from;
+    while (done < to) done += fs.writeSync(fd, buf, done, to - done, at + done - from);
+  }
+
+  /** Write the block being filled: its whole pages past the page cache (when there are enough), the rest through it. */
+  private endBlock(): void {
+    const block = this.block;
+    if (!block) return;
+    const fill = this.fill;
+    const at = this.at;
+    const whole = fill - (fill % DIRECT_ALIGN);
+    if (whole >= OUT_DIRECT_MIN) {
+      // The tail first: the block is not ours once its write is under way.
+      this.writeAllSync(this.fd, block, whole, fill, at + whole);
+      this.writeDirect(whole);
+    } else {
+      this.writeAllSync(this.fd, block, 0, fill, at);
+      this.block = undefined;
+      this.fill = 0;
+      outFree!.push(block);
+    }
+  }
+
+  /** Resolves once a block is free for the next chunk (at once, usually); rethrows a failed write. */
+  async ready(): Promise<void> {
+    while (this.writing > 0 && outFree!.length === 0) await new Promise<void>((resolve) => (this.wake = resolve));
+    if (this.failure) throw this.failure;
+  }
+
+  private buffered(plain: Buffer, at: number): void {
+    if (this.pending.length > 0 && (at !== this.pendingAt + this.pendingBytes || this.pendingBytes >= PENDING_MAX || this.pending.length >= 512)) this.flushPending();
+    if (this.pending.length === 0) this.pendingAt = at;
+    this.pending.push(plain);
+    this.pendingBytes += plain.length;
+  }
+
+  private flushPending(): void {
+    let at = this.pendingAt;
+    let written = this.pending.length > 0 ? fs.writevSync(this.fd, this.pending, at) : 0;
+    for (const b of this.pending) {
+      // writev may write less than asked (very large or many pieces): the rest piece by piece.
+      let off = Math.min(written, b.length);
+      written -= off;
+      while (off < b.length) off += fs.writeSync(this.fd, b, off, b.length - off, at + off);
+      at += b.length;
+    }
+    this.pending = [];
+    this.pendingBytes = 0;
+  }
+
+  /** Write what is left and wait for every write; rethrows the first that failed. */
+  async finish(): Promise<void> {
+    this.endBlock();
+    this.flushPending();
+    await this.settle();
+    if (this.failure) throw this.failure;
+  }
+
+  private async settle(): Promise<void> {
+    while (this.writing > 0) await new Promise<void>((resolve) => (this.wake = resolve));
+  }
+
+  /** Close the file's descriptors, once no write is under way (also after a failure). */
+  async close(): Promise<void> {
+    if (this.block) {
+      outFree!.push(this.block);
+      this.block = undefined;
+    }
+    await this.settle();
+    if (this.direct !== undefined) fs.closeSync(this.direct);
+    fs.closeSync(this.fd);
+  }
+}
+
 /** Write a stretch of a file. The chunks are read in the order they are stored, not the file's: a database's pages
  * come from groups written by many backups, and each group is then opened once, not once per page. The output is
  * written as contiguous pieces are complete, in positional writes. */
-function restoreJob(job: RestoreJob): JobValue {
+async function restoreJob(job: RestoreJob): Promise<JobValue> {
   const n = job.packOf.length;
   const meta = job.meta;
   const dest = new Float64Array(n);
@@ -398,23 +609,7 @@ function restoreJob(job: RestoreJob): JobValue {
   const opener = new BlobOpener(keys, init.boundIds);
   // A file written by this job alone is made here: the restore's thread then sends its job without waiting for the
   // file to be created first (creating a file costs the most of its calls; decision 0027).
-  const out = job.create ? fs.openSync(job.path, 'wx', 0o600) : fs.openSync(job.path, 'r+');
-  let pending: Buffer[] = [];
-  let pendingBytes = 0;
-  let pendingAt = 0;
-  const flushOut = (): void => {
-    let at = pendingAt;
-    let written = pending.length > 0 ? fs.writevSync(out, pending, at) : 0;
-    for (const b of pending) {
-      // writev may write less than asked (very large or many pieces): the rest piece by piece.
-      let off = Math.min(written, b.length);
-      written -= off;
-      while (off < b.length) off += fs.writeSync(out, b, off, b.length - off, at + off);
-      at += b.length;
-    }
-    pending = [];
-    pendingBytes = 0;
-  };
+  const out = new RestoreOut(job.create ? fs.openSync(job.path, 'wx', 0o600) : fs.openSync(job.path, 'r+'), job.path, job.cached ? 0 : end - job.fileOffset);
   try {
     const runs = runsOf(n, (k) => job.packOf[order[k]!], (k) => offset(order[k]!), (k) => meta[order[k]! * REF_WIDTH + Ref.length]!, RUN_BYTES);
     for (const run of runs) {
@@ -435,28 +630,26 @@ function restoreJob(job: RestoreJob): JobValue {
         // A large uncompressed chunk (a photo) comes in pieces, written as they come: into the partial file, which
         // the restore removes if the chunk then fails to authenticate.
         opener.openTo(buf.subarray(rel, rel + b.length), b, pack, PENDING_MAX, (plain) => {
-          if (pending.length > 0 && (at !== pendingAt + pendingBytes || pendingBytes >= PENDING_MAX || pending.length >= 512)) flushOut();
-          if (pending.length === 0) pendingAt = at;
-          pending.push(plain);
-          pendingBytes += plain.length;
+          out.put(plain, at);
           at += plain.length;
         });
         maybeCollect(opener.takeMade());
+        await out.ready();
       }
     }
-    flushOut();
+    await out.finish();
     if (job.create) {
       // After the last write, which would set the time again.
-      fs.fchmodSync(out, job.create.mode);
+      fs.fchmodSync(out.fd, job.create.mode);
       const when = new Date(job.create.mtimeMs);
-      fs.futimesSync(out, when, when);
+      fs.futimesSync(out.fd, when, when);
     }
   } finally {
     // Closed here even when created here: a worker thread closes the descriptors it opened when it ends, so one
     // handed to another thread could be closed again under a new owner.
-    fs.closeSync(out);
+    await out.close();
   }
-  return { bytes: end - job.fileOffset } satisfies RestoreJobResult;
+  return { bytes: end - job.fileOffset, directBytes: out.directBytes } satisfies RestoreJobResult;
 }
 
 // ---------------------------------------------------------------- verify: read a pack piece by piece, check everything

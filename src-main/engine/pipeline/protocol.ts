@@ -51,10 +51,15 @@ export interface RestoreJob extends BlobRefs {
    * written), writes it, and gives it this mode and modification time. The caller makes it durable. Without it, the
    * file exists and is written in place. */
   create?: { mode: number; mtimeMs: number };
+  /** Written through the page cache: the restore reads the file again at once (a database's integrity check, which
+   * reads it a page at a time). Other files' long stretches bypass it (decision 0029). */
+  cached?: boolean;
 }
 
 export interface RestoreJobResult {
   bytes: number;
+  /** Written past the page cache. */
+  directBytes: number;
 }
 
 export interface VerifyJob {

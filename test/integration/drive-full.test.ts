@@ -48,8 +48,8 @@ describe.skipIf(!mounted)('full backup drive', () => {
     expect(lastBackup.error).toMatch(/drive is full/);
   });
 
-  // The restore's large files go past the page cache, in writes under way while the next block fills (decision
-  // 0029): a disk that fills meanwhile still gets its clear message, and no partial file stays behind.
+  // A disk that fills during a restore gets its clear message, and no partial file stays behind, whether the write
+  // that fails is one under way in the background (decision 0029) or one made while a photo's chunk is opened.
   it('a restore onto a full disk says so and leaves no partial file', () => {
     const env = cliEnv(path.join(work, 'home-restore'));
     const vault = path.join(work, 'vault-restore');
@@ -59,6 +59,8 @@ describe.skipIf(!mounted)('full backup drive', () => {
     expect(cli(['backup', '--vault', vault, '--folder', media], env).code).toBe(0);
     const target = path.join(drive, 'restored');
     const r = cli(['restore', '--vault', vault, '--target', target], env);
+    // Not reported as damage to the vault: a write that failed inside a chunk's opening had been (exit 5).
+    expect(r.stderr).not.toMatch(/authentication failed|changed|damaged/);
     expect(r.code).toBe(7);
     expect(r.stderr).toMatch(/The restore target .* is full\. Free up space or restore to another disk; [0-2] file\(s\) were restored so far/);
     const left = (dir: string): string[] => fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? left(path.join(dir, e.name)) : [e.name]));

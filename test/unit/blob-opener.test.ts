@@ -56,6 +56,13 @@ describe('BlobOpener', () => {
     let given = 0;
     expect(() => opener.openTo(damaged, blob, 'p', 1024 * 1024, () => given++)).toThrow(/authentication failed/);
     expect(given).toBe(4); // handed out before the tag is checked: the caller discards them (restore's partial file)
+    // The caller's own failure (a full restore target) is reported as itself, not as damage to the vault.
+    const full = Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+    expect(() =>
+      opener.openTo(sealed, blob, 'p', 1024 * 1024, () => {
+        throw full;
+      }),
+    ).toThrow(full);
     // A small chunk comes whole.
     const small = randomBytes(1000);
     const smallId = hmac(keys.id, small);

@@ -234,13 +234,21 @@ export function openBlob(keys: MasterKeys, sealed: Buffer, blob: PackBlob, packI
 function openPlainInPieces(keys: MasterKeys, sealed: Buffer, blob: PackBlob, packId: string, piece: number, bound: boolean, take?: (plain: Buffer) => void): number {
   const h = bound ? undefined : createHmac('sha256', keys.id);
   let length = 0;
+  // What the caller's take throws (a restore target that is full or fails) is its own error, not the chunk's.
+  let taking: { err: unknown } | undefined;
   try {
     openInPieces(keys.encryption, sealed, dataBlobAad(blob.id, bound), piece, (plain) => {
       h?.update(plain);
       length += plain.length;
-      take?.(plain);
+      try {
+        take?.(plain);
+      } catch (err) {
+        taking = { err };
+        throw err;
+      }
     });
   } catch {
+    if (taking) throw taking.err;
     throw new ChunkIntegrityError(blob.id.toString('hex'), packId, 'authentication failed (the stored bytes were changed)');
   }
   if (length !== blob.rawLength) throw new ChunkIntegrityError(blob.id.toString('hex'), packId, 'content does not have its length');

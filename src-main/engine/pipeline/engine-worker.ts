@@ -567,10 +567,15 @@ class RestoreOut {
     this.pendingBytes = 0;
   }
 
-  /** Write what is left and wait for every write; rethrows the first that failed. */
-  async finish(): Promise<void> {
+  /** Write what is left, or send it to be written. */
+  flush(): void {
     this.endBlock();
     this.flushPending();
+  }
+
+  /** Wait for every write; rethrows the first that failed. */
+  async finish(): Promise<void> {
+    this.flush();
     await this.settle();
     if (this.failure) throw this.failure;
   }
@@ -595,6 +600,7 @@ class RestoreOut {
  * come from groups written by many backups, and each group is then opened once, not once per page. The output is
  * written as contiguous pieces are complete, in positional writes. */
 async function restoreJob(job: RestoreJob): Promise<JobValue> {
+  const release = releaseCurrent;
   const n = job.packOf.length;
   const meta = job.meta;
   const dest = new Float64Array(n);
@@ -637,6 +643,9 @@ async function restoreJob(job: RestoreJob): Promise<JobValue> {
         await out.ready();
       }
     }
+    out.flush();
+    // The rest is waiting for the last blocks' writes: the worker takes its next job meanwhile.
+    release?.();
     await out.finish();
     if (job.create) {
       // After the last write, which would set the time again.
@@ -776,10 +785,25 @@ async function run(job: WorkerJob): Promise<JobValue> {
   }
 }
 
+/** Jobs run one at a time, in the order they came. A job may let the next one start before it ends (release): a restore
+ * job whose last writes are under way (decision 0029). */
 let queue: Promise<void> = Promise.resolve();
+/** Set while a job starts: what lets the next job start. A job that may end after the next has started takes it at
+ * once. */
+let releaseCurrent: (() => void) | undefined;
 port.on('message', (msg: { jobId: number; job: WorkerJob }) => {
-  queue = queue.then(async () => {
+  let turnOver!: () => void;
+  const turn = new Promise<void>((resolve) => (turnOver = resolve));
+  let released = false;
+  const release = (): void => {
+    if (released) return;
+    released = true;
+    port.postMessage({ type: 'released', jobId: msg.jobId } satisfies WorkerEvent);
+    turnOver();
+  };
+  void queue.then(async () => {
     let reply: JobReply;
+    releaseCurrent = release;
     try {
       reply = { type: 'result', jobId: msg.jobId, ok: true, value: await run(msg.job) };
     } catch (err) {
@@ -791,6 +815,9 @@ port.on('message', (msg: { jobId: number; job: WorkerJob }) => {
         error: { message: e.message, code: e.code, source: err instanceof SourceError, integrity: err instanceof ChunkIntegrityError },
       };
     }
+    released = true;
     port.postMessage(reply);
+    turnOver();
   });
+  queue = turn;
 });

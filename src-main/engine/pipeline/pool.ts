@@ -1,11 +1,12 @@
-// EnginePool: a few engine workers and a job queue. Each worker holds at most two jobs (one running, one waiting)
-// so no core idles between jobs and big and small jobs balance out. A worker that dies fails every job in flight.
+// EnginePool: a few engine workers and a job queue. Each worker holds at most two jobs that need its CPU (one running,
+// one waiting), so no core idles between jobs and big and small jobs balance out; a restore job whose last writes
+// are under way no longer counts (JobReleased). A worker that dies fails every job in flight.
 import * as os from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { SharedIdTable } from '../vault/id-table.js';
 import type { MasterKeys } from '../vault/keys.js';
 import { formatFeatures, type VaultConfig } from '../vault/vault.js';
-import type { JobError, JobReply, JobValue, WorkerEvent, WorkerInit, WorkerJob } from './protocol.js';
+import type { JobError, JobReply, JobValue, PackEvent, WorkerEvent, WorkerInit, WorkerJob } from './protocol.js';
 import { workerScript } from './worker-script.js';
 import { reassertYoungGeneration, setEngineFlags } from './young-generation.js';
 
@@ -39,7 +40,12 @@ interface Pending {
 interface Slot {
   worker: Worker;
   running: Map<number, Pending>;
+  /** Of running, the jobs that no longer need the worker's CPU (JobReleased). */
+  released: Set<number>;
 }
+
+/** Jobs that hold a worker's CPU, running or waiting their turn. */
+const busy = (s: Slot): number => s.running.size - s.released.size;
 
 const PER_WORKER = 2;
 
@@ -55,7 +61,7 @@ export class EnginePool {
     location: string,
     keys: MasterKeys,
     config: VaultConfig,
-    opts: { knownIds?: SharedIdTable; onEvent?: (ev: WorkerEvent) => void; workers?: number } = {},
+    opts: { knownIds?: SharedIdTable; onEvent?: (ev: PackEvent) => void; workers?: number } = {},
   ) {
     const init: WorkerInit = {
       location,
@@ -73,15 +79,21 @@ export class EnginePool {
     const n = opts.workers ?? workerCount();
     for (let i = 0; i < n; i++) {
       const worker = new Worker(url, { workerData: init, resourceLimits: { maxYoungGenerationSizeMb: 8 } });
-      const slot: Slot = { worker, running: new Map() };
+      const slot: Slot = { worker, running: new Map(), released: new Set() };
       worker.on('message', (msg: JobReply | WorkerEvent) => {
         if (msg.type === 'pack') {
           opts.onEvent?.(msg);
           return;
         }
+        if (msg.type === 'released') {
+          if (slot.running.has(msg.jobId)) slot.released.add(msg.jobId);
+          this.pump();
+          return;
+        }
         const p = slot.running.get(msg.jobId);
         if (!p) return;
         slot.running.delete(msg.jobId);
+        slot.released.delete(msg.jobId);
         if (msg.ok) p.resolve(msg.value);
         else p.reject(new JobFailed(msg.error));
         this.pump();
@@ -132,7 +144,7 @@ export class EnginePool {
     if (this.dead || this.isIdle()) for (const w of this.idleWaiters.splice(0)) w();
     while (this.queue.length > 0) {
       let best: Slot | undefined;
-      for (const s of this.slots) if (s.running.size < PER_WORKER && (!best || s.running.size < best.running.size)) best = s;
+      for (const s of this.slots) if (busy(s) < PER_WORKER && (!best || busy(s) < busy(best))) best = s;
       if (!best) return;
       const { id, p } = this.queue.shift()!;
       best.running.set(id, p);
@@ -146,6 +158,7 @@ export class EnginePool {
     for (const s of this.slots) {
       for (const p of s.running.values()) p.reject(err);
       s.running.clear();
+      s.released.clear();
     }
     for (const { p } of this.queue.splice(0)) p.reject(err);
     for (const w of this.idleWaiters.splice(0)) w();

@@ -108,4 +108,19 @@ export type JobReply =
   | { type: 'result'; jobId: number; ok: false; error: JobError };
 
 /** A pack became durable in the vault. header: its entries in the pack-header layout. */
-export type WorkerEvent = { type: 'pack'; id: string; size: number; header: Uint8Array };
+/** A pack the worker has written. */
+export interface PackEvent {
+  type: 'pack';
+  id: string;
+  size: number;
+  header: Uint8Array;
+}
+
+export type WorkerEvent = PackEvent | JobReleased;
+
+/** The job no longer needs the worker's CPU (a restore job whose last writes are under way): the worker takes its next
+ * job meanwhile, and the job's result follows once it is complete (decision 0029). */
+export interface JobReleased {
+  type: 'released';
+  jobId: number;
+}

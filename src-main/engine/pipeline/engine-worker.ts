@@ -426,8 +426,12 @@ class RestoreOut {
       outDirect = true;
     } catch (err) {
       // WebAssembly memory refused (ulimit -v) or a file system without O_DIRECT: the page cache, as before.
-      if (!(err instanceof Error && 'code' in err) || refusesDirect(err)) outDirect = false;
-      else throw err;
+      if (!(err instanceof Error && 'code' in err) || refusesDirect(err)) {
+        outDirect = false;
+      } else {
+        fs.closeSync(fd);
+        throw err;
+      }
     }
   }
 

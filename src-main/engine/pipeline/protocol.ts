@@ -108,7 +108,6 @@ export type JobReply =
   | { type: 'result'; jobId: number; ok: false; error: JobError };
 
 /** A pack became durable in the vault. header: its entries in the pack-header layout. */
-/** A pack the worker has written. */
 export interface PackEvent {
   type: 'pack';
   id: string;

@@ -1,5 +1,7 @@
 #!/usr/bin/env node
-// Entry point of the clinicvault command: runs the compiled CLI (npm run build makes dist/).
+// Entry point of the clinicvault command: runs the compiled CLI (npm run build makes dist/). On Linux and other Unix
+// systems the command is bin/clinicvault, which sets glibc's huge-page tunable and runs this file (decision 0030);
+// elsewhere (Windows) run this file with node.
 import { holdYoungGeneration, setEngineFlags } from '../dist/src-main/engine/pipeline/young-generation.js';
 
 // The main thread only keeps the books; its young generation stays at its initial size (young-generation.ts): the

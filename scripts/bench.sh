@@ -4,7 +4,8 @@
 #        npm run bench -- --scale-check        (scale 0.25, 1.0 and 2.0, restic and clinicvault, one rep each)
 # Every tool runs in the same invocation, so the ratios compare tools on the same machine at the same moment.
 # Results: $BENCH_OUT (default /tmp/clinic-bench/out-<scale>) timings.csv, sizes.csv and logs; the summary is
-# printed (and is what docs/PERFORMANCE.md quotes).
+# printed (and is what docs/PERFORMANCE.md quotes). ClinicVault runs through bin/clinicvault, the launcher a Linux
+# install uses (glibc's huge-page tunable, decision 0030).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SHARED=${SHARED:-$(cd "$ROOT/.." && pwd)/shared}
@@ -45,7 +46,7 @@ for scale in $SCALES; do
   RUN=$(date -u +%Y%m%dT%H%M%SZ)
   for rep in $(seq 1 "$REPS"); do
     BENCH=$BASE/scratch REP=$rep RUN_ID=$RUN-s$scale OUTDIR=$OUT TOOLS="$TOOLS" \
-      CLINICVAULT="node $ROOT/bin/clinicvault.js" bash "$KIT/run_anchors.sh" "$DATA"
+      CLINICVAULT="$ROOT/bin/clinicvault" bash "$KIT/run_anchors.sh" "$DATA"
   done
   echo
   echo "## scale $scale ($(du -sh "$DATA" | cut -f1)), $REPS repetition(s), run $RUN"

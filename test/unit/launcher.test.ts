@@ -48,6 +48,12 @@ describe.skipIf(process.platform === 'win32')('the Unix launcher', () => {
     expect(launch(LAUNCHER, [], { GLIBC_TUNABLES: 'glibc.malloc.check=0:glibc.malloc.hugetlb=2' }).lines[0]).toBe('tunables=glibc.malloc.check=0:glibc.malloc.hugetlb=2');
   });
 
+  it('says what is missing when Node is not on the PATH', () => {
+    const r = spawnSync(LAUNCHER, ['--version'], { env: { PATH: path.join(dir, 'empty') }, encoding: 'utf8' });
+    expect(r.status).toBe(127);
+    expect(r.stderr).toContain('needs Node.js 20 or later on the PATH');
+  });
+
   it('starts the real command', () => {
     const r = spawnSync(LAUNCHER, ['--version'], { env: { ...process.env, PATH: `${path.dirname(process.execPath)}:${process.env.PATH ?? ''}` }, encoding: 'utf8' });
     const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string };

@@ -108,21 +108,22 @@ describe('a data blob put in place of another of the same length', () => {
 });
 
 describe('sealLazily', () => {
-  it('makes the bytes seal makes, of the length it announces, one piece when asked', () => {
+  // 1 MiB pieces for compressed chunks, 64 KiB for chunks stored as they are (engine-worker.ts, decision 0032).
+  it.each([1024 * 1024, 64 * 1024])('makes the bytes seal makes, of the length it announces, in pieces of at most %i bytes', (piece) => {
     const data = randomBytes(3 * 1024 * 1024 + 5);
-    const lazy = sealLazily(keys.encryption, data, BLOB_AAD, 1024 * 1024);
+    const lazy = sealLazily(keys.encryption, data, BLOB_AAD, piece);
     expect(lazy.length).toBe(data.length + 28);
     const parts: Buffer[] = [];
     for (const p of lazy.pieces) {
-      expect(p.length).toBeLessThanOrEqual(1024 * 1024);
+      expect(p.length).toBeLessThanOrEqual(piece);
       parts.push(p);
     }
-    expect(parts.length).toBe(1 + 4 + 1); // nonce, four pieces of ciphertext, tag
+    expect(parts.length).toBe(1 + Math.ceil(data.length / piece) + 1); // nonce, the pieces of ciphertext, tag
     const all = Buffer.concat(parts);
     expect(all.length).toBe(lazy.length);
     expect(open(keys.encryption, all, BLOB_AAD).equals(data)).toBe(true);
     // A second lazy seal of the same bytes uses another nonce.
-    const again = Buffer.concat([...sealLazily(keys.encryption, data, BLOB_AAD, 1024 * 1024).pieces]);
+    const again = Buffer.concat([...sealLazily(keys.encryption, data, BLOB_AAD, piece).pieces]);
     expect(again.subarray(0, 12).equals(all.subarray(0, 12))).toBe(false);
   });
 });

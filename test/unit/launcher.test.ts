@@ -1,6 +1,7 @@
 // bin/clinicvault, the Unix launcher: it must hand every argument and the exit status through unchanged, find the
 // JavaScript beside its real location (npm links it), and add glibc's huge-page tunable without dropping the
-// caller's own tunables or overriding a huge-page choice the caller made (decision 0030).
+// caller's own tunables or overriding a huge-page choice the caller made (decision 0030), and size libuv's thread
+// pool unless the caller did (decision 0031).
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -17,7 +18,7 @@ const fakeBin = path.join(dir, 'fakebin');
 fs.mkdirSync(fakeBin);
 fs.writeFileSync(
   path.join(fakeBin, 'node'),
-  '#!/bin/sh\nprintf "tunables=%s\\n" "${GLIBC_TUNABLES-(unset)}"\nfor a in "$@"; do printf "arg=%s\\n" "$a"; done\nexit "${FAKE_EXIT:-0}"\n',
+  '#!/bin/sh\nprintf "tunables=%s\\n" "${GLIBC_TUNABLES-(unset)}"\nprintf "threads=%s\\n" "${UV_THREADPOOL_SIZE-(unset)}"\nfor a in "$@"; do printf "arg=%s\\n" "$a"; done\nexit "${FAKE_EXIT:-0}"\n',
   { mode: 0o755 },
 );
 
@@ -30,7 +31,7 @@ describe.skipIf(process.platform === 'win32')('the Unix launcher', () => {
   it('runs bin/clinicvault.js with every argument as given, and exits with its status', () => {
     const r = launch(LAUNCHER, ['restore', '--target', 'a folder with spaces', '--include', "it's"], { FAKE_EXIT: '7' });
     expect(r.code).toBe(7);
-    expect(r.lines.slice(1)).toEqual([`arg=${path.join(ROOT, 'bin', 'clinicvault.js')}`, 'arg=restore', 'arg=--target', 'arg=a folder with spaces', 'arg=--include', "arg=it's"]);
+    expect(r.lines.slice(2)).toEqual([`arg=${path.join(ROOT, 'bin', 'clinicvault.js')}`, 'arg=restore', 'arg=--target', 'arg=a folder with spaces', 'arg=--include', "arg=it's"]);
   });
 
   it('finds the JavaScript beside its real location when started through a link', () => {
@@ -38,7 +39,7 @@ describe.skipIf(process.platform === 'win32')('the Unix launcher', () => {
     fs.symlinkSync(LAUNCHER, link);
     const r = launch(link, ['--version'], {});
     expect(r.code).toBe(0);
-    expect(r.lines[1]).toBe(`arg=${path.join(ROOT, 'bin', 'clinicvault.js')}`);
+    expect(r.lines[2]).toBe(`arg=${path.join(ROOT, 'bin', 'clinicvault.js')}`);
   });
 
   it('adds the huge-page tunable, keeps the caller\'s other tunables, and leaves a huge-page choice alone', () => {
@@ -46,6 +47,11 @@ describe.skipIf(process.platform === 'win32')('the Unix launcher', () => {
     expect(launch(LAUNCHER, [], { GLIBC_TUNABLES: 'glibc.malloc.check=0' }).lines[0]).toBe('tunables=glibc.malloc.check=0:glibc.malloc.hugetlb=1');
     expect(launch(LAUNCHER, [], { GLIBC_TUNABLES: 'glibc.malloc.hugetlb=0' }).lines[0]).toBe('tunables=glibc.malloc.hugetlb=0');
     expect(launch(LAUNCHER, [], { GLIBC_TUNABLES: 'glibc.malloc.check=0:glibc.malloc.hugetlb=2' }).lines[0]).toBe('tunables=glibc.malloc.check=0:glibc.malloc.hugetlb=2');
+  });
+
+  it('gives libuv a thread pool of 8 unless the caller chose a size', () => {
+    expect(launch(LAUNCHER, [], {}).lines[1]).toBe('threads=8');
+    expect(launch(LAUNCHER, [], { UV_THREADPOOL_SIZE: '3' }).lines[1]).toBe('threads=3');
   });
 
   it('says what is missing when Node is not on the PATH', () => {

@@ -154,8 +154,8 @@ const SEAL_PIECE = 1024 * 1024;
 /** The piece for a chunk stored as it is (a photo, a scan that does not compress): 64 KiB. Node zero-fills every
  * piece of AES-GCM output it makes; a 64 KiB piece is zeroed, encrypted into and copied into the pack's block while
  * it is still in the CPU's cache, and malloc hands the same memory back piece after piece, where 1 MiB pieces went
- * through memory and fresh pages each time. First backup 4.88 -> 4.37 s, 50,000-110,000 -> 27,000-37,000 page faults
- * (decision 0032). Compressed chunks keep SEAL_PIECE: in 64 KiB pieces their peak rose by ~20 MB. */
+ * through memory, often into fresh pages. First backup 4.88 -> 4.37 s, 40,000-110,000 -> 27,000-37,000 page faults
+ * (decision 0032). Compressed chunks keep SEAL_PIECE: in 64 KiB pieces the peak rose by ~15 MiB. */
 const RAW_SEAL_PIECE = 64 * 1024;
 
 /** Name one chunk; if new, compress, seal and add it to the pack being filled (or to the group being gathered).

@@ -146,9 +146,9 @@ class Group {
 }
 let groupBuf: Group | undefined;
 
-/** A chunk larger than this is sealed as the pack writer takes it, a piece of this size at a time (sealLazily): whole
- * files of up to 8 MiB are chunks (decision 0020), and their sealed copies had waited for collection beside them.
- * Smaller ones are sealed at once: sealing every chunk lazily took the first backup's peak from ~197 to 259-280 MB
+/** A compressed chunk larger than this is sealed as the pack writer takes it, a piece of this size at a time
+ * (sealLazily): whole files of up to 8 MiB are chunks (decision 0020), and their sealed copies had waited for
+ * collection beside them. Smaller ones are sealed at once: sealing every chunk lazily took the first backup's peak from ~197 to 259-280 MB
  * (three runs; not explained). */
 const SEAL_PIECE = 1024 * 1024;
 /** The piece for a chunk stored as it is (a photo, a scan that does not compress): 64 KiB. Node zero-fills every

@@ -5,7 +5,7 @@
 # Every tool runs in the same invocation, so the ratios compare tools on the same machine at the same moment.
 # Results: $BENCH_OUT (default /tmp/clinic-bench/out-<scale>) timings.csv, sizes.csv and logs; the summary is
 # printed (and is what docs/PERFORMANCE.md quotes). ClinicVault runs through bin/clinicvault, the launcher a Linux
-# install uses (glibc's huge-page tunable, decision 0030).
+# install uses (glibc's huge-page tunable and libuv's pool of 8 threads, decisions 0030 and 0031).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SHARED=${SHARED:-$(cd "$ROOT/.." && pwd)/shared}

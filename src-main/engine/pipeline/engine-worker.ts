@@ -153,13 +153,14 @@ let groupBuf: Group | undefined;
 
 /** A compressed chunk larger than this is sealed as the pack writer takes it, a piece of this size at a time
  * (sealLazily): whole files of up to 8 MiB are chunks (decision 0020), and their sealed copies had waited for
- * collection beside them. Smaller ones are sealed at once: sealing every chunk lazily took the first backup's peak from ~197 to 259-280 MB
- * (three runs; not explained). */
+ * collection beside them. Smaller ones are sealed at once: sealing every chunk lazily took the first backup's peak
+ * from ~197 to 259-280 MB (three runs; not explained). */
 const SEAL_PIECE = 1024 * 1024;
 /** The piece for a chunk stored as it is (a photo, a scan that does not compress): 64 KiB. Node zero-fills every
  * piece of AES-GCM output it makes; a 64 KiB piece is zeroed, encrypted into and copied into the pack's block while
- * it is still in the CPU's cache, and malloc hands the same memory back piece after piece, where 1 MiB pieces went
- * through memory, often into fresh pages. First backup 4.88 -> 4.37 s, 40,000-110,000 -> 27,000-37,000 page faults
+ * it is still in the CPU's cache, and malloc hands the same memory back piece after piece (as long as the worker's
+ * arena keeps what each collection frees: WARM_BLOCK, decision 0033), where 1 MiB pieces went through memory, often
+ * into fresh pages. First backup 4.88 -> 4.37 s, 40,000-110,000 -> 27,000-37,000 page faults
  * (decision 0032). Compressed chunks keep SEAL_PIECE: in 64 KiB pieces the peak rose by ~15 MiB. */
 const RAW_SEAL_PIECE = 64 * 1024;
 

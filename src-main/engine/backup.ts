@@ -7,7 +7,7 @@ import { sqliteChunkSize } from './chunker/chunkers.js';
 import { ClinicVaultError, DriveFullError, UsageError, formatBytes, isNoSpace } from './errors.js';
 import { EnginePool, JobFailed } from './pipeline/pool.js';
 import type { ChunkResult, SqliteCheckResult } from './pipeline/protocol.js';
-import { checkSqliteSource, copyPathIn, describeCopyError, type EarlySqliteCopy } from './sources/sqlite.js';
+import { describeCopyError, startSqliteCopy, type EarlySqliteCopy, type SqliteRead } from './sources/sqlite.js';
 import { connect, describeDatabase, describePgError, findPgTools, parsePostgresUrl, pgEnv, type PgTarget } from './sources/postgres.js';
 import { DEFAULT_EXCLUDES, walkFolder, describeFsError, type WalkedFile } from './sources/folder.js';
 import { writeIndexFile, type MasterIndex, type PackRecord } from './vault/index-file.js';
@@ -297,43 +297,36 @@ class BackupRun {
     const pool = (this.pool = this.startPool());
     const copies = [];
     for (const db of sqlite) {
-      const early = this.opts.sqliteCopies?.find((c) => c.source === db);
-      let copyPath: string;
-      let making: Promise<{ pageSize: number; size: number }>;
-      let remove: () => Promise<void>;
-      if (early) {
-        copyPath = early.copyPath;
-        making = early.made;
-        remove = early.cleanup;
-      } else {
-        await checkSqliteSource(db);
-        const p = await copyPathIn(tmpDir);
-        this.cleanups.push(p.cleanup);
-        copyPath = p.copyPath;
-        remove = p.cleanup;
-        making = pool.run<{ pageSize: number; size: number }>({ kind: 'sqlite-copy', source: db, path: copyPath });
+      // Read in place under the database's read lock where it can be, else copied (startSqliteCopy, decision 0034);
+      // the CLI starts this while it unlocks the vault.
+      let early = this.opts.sqliteCopies?.find((c) => c.source === db);
+      if (!early) {
+        early = await startSqliteCopy(db, tmpDir, { copy: (source, copyPath) => pool.run<{ pageSize: number; size: number }>({ kind: 'sqlite-copy', source, path: copyPath }) });
+        this.cleanups.push(early.cleanup);
       }
-      const made: Promise<Settled<{ pageSize: number; size: number }>> = making.then(
+      const made: Promise<Settled<SqliteRead>> = early.made.then(
         (value) => {
           this.progress.bytesTotal += value.size;
           return { ok: true as const, value };
         },
         (error: unknown) => ({ ok: false as const, error: describeCopyError(db, error) }),
       );
-      copies.push({ db, copyPath, made, checked: early?.checked, remove });
+      copies.push({ db, early, made, remove: early.cleanup });
       this.progress.filesTotal++;
     }
-    // Each database is cut as soon as its copy is made, while this thread walks the folders (~0.3 s of a second
-    // backup that the workers spent waiting).
-    const dbJobs = copies.map(async ({ copyPath, made, checked }) => {
+    // Each database is cut as soon as it can be read, while this thread walks the folders (~0.3 s of a second backup
+    // that the workers spent waiting). Its segments are queued before any file's: read in place, the database's
+    // writers wait until they are done.
+    const dbJobs = copies.map(async ({ early, made }) => {
       const copy = this.check(await made);
       const fixed = sqliteChunkSize(copy.pageSize, this.vault.config.chunking.sqlite.minBytes);
-      // Checked already if the CLI ran the check while it unlocked the vault (EarlySqliteCopy.checkWhile).
-      const check = this.job(pool, checked ?? pool.run<SqliteCheckResult>({ kind: 'sqlite-check', path: copyPath, quick: true }));
+      // Checked already under its read lock, or while the CLI unlocked the vault (EarlySqliteCopy.checkWhile).
+      const check = this.job(pool, early.checked ?? pool.run<SqliteCheckResult>({ kind: 'sqlite-check', path: copy.path, quick: true }));
       const segments: Array<Promise<Settled<ChunkResult>>> = [];
       for (let off = 0; off < Math.max(copy.size, 1); off += DB_SEGMENT) {
-        const length = off + DB_SEGMENT >= copy.size ? undefined : DB_SEGMENT;
-        segments.push(this.job(pool, pool.run<ChunkResult>({ kind: 'chunk', path: copyPath, offset: off, length, fixed, group: true })));
+        // Read in place, the segments stop at the database's committed size, whatever the file holds beyond it.
+        const length = Math.min(DB_SEGMENT, copy.size - off);
+        segments.push(this.job(pool, pool.run<ChunkResult>({ kind: 'chunk', path: copy.path, fd: copy.fd, offset: off, length, fixed, group: true })));
       }
       return { copy, check, segments };
     });

@@ -245,7 +245,7 @@ function readBuffer(cutter: Cutter): Buffer {
 }
 
 async function chunkJob(job: ChunkJob): Promise<ChunkResult> {
-  const fd = sourceCall(() => fs.openSync(job.path, 'r'));
+  const fd = job.fd ?? sourceCall(() => fs.openSync(job.path, 'r'));
   const tally = newTally(!!job.group);
   let pos = job.offset;
   const end = job.length === undefined ? Number.POSITIVE_INFINITY : job.offset + job.length;
@@ -277,7 +277,7 @@ async function chunkJob(job: ChunkJob): Promise<ChunkResult> {
       have -= p;
     }
   } finally {
-    fs.closeSync(fd);
+    if (job.fd === undefined) fs.closeSync(fd);
   }
   return tallyResult(tally);
 }

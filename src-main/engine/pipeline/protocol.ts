@@ -24,6 +24,9 @@ export interface WorkerInit {
 export interface ChunkJob {
   kind: 'chunk';
   path: string;
+  /** An open descriptor of `path` to read instead of opening it: a database read in place, whose descriptor must stay
+   * open until its read lock is released (startSqliteCopy). Not closed by the worker. */
+  fd?: number;
   offset: number;
   length?: number;
   /** Fixed chunk size (database pages); content-defined chunking when absent. */

@@ -1,6 +1,8 @@
-// SQLite source: a consistent copy made with SQLite's online backup API (other processes may keep writing),
-// then checked (integrity_check, per-table row counts) so the snapshot records what a restore must reproduce.
+// SQLite source: a committed state of the database (other processes may keep writing), read in place under SQLite's
+// read lock (decision 0034) or from a consistent copy, then checked (quick_check, per-table row counts) so the
+// snapshot records what a restore must reproduce.
 import Database from 'better-sqlite3';
+import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { constants as fsConstants } from 'node:fs';
 import * as path from 'node:path';
@@ -45,24 +47,29 @@ const QUICK_CHECK_CACHE_KIB = 1024;
 export function checkDatabaseFile(file: string, quick: boolean): SqliteCheckResult {
   const db = new Database(file, { readonly: true, fileMustExist: true });
   try {
-    if (quick) db.pragma(`cache_size = -${QUICK_CHECK_CACHE_KIB}`);
-    let check: string;
-    try {
-      check = integrityCheck(db, quick);
-    } catch (err) {
-      check = `SQLite could not check it: ${(err as Error).message}`;
-    }
-    let tables: Record<string, number> = {};
-    try {
-      tables = tableCounts(db);
-    } catch (err) {
-      // The counts are left out; the check says why.
-      if (check === 'ok') check = `SQLite could not count the rows: ${(err as Error).message}`;
-    }
-    return { integrityCheck: check, tables };
+    return checkOpenDatabase(db, quick);
   } finally {
     db.close();
   }
+}
+
+/** checkDatabaseFile on a connection already open (and perhaps inside a read transaction, holdAndCheck). */
+function checkOpenDatabase(db: Database.Database, quick: boolean): SqliteCheckResult {
+  if (quick) db.pragma(`cache_size = -${QUICK_CHECK_CACHE_KIB}`);
+  let check: string;
+  try {
+    check = integrityCheck(db, quick);
+  } catch (err) {
+    check = `SQLite could not check it: ${(err as Error).message}`;
+  }
+  let tables: Record<string, number> = {};
+  try {
+    tables = tableCounts(db);
+  } catch (err) {
+    // The counts are left out; the check says why.
+    if (check === 'ok') check = `SQLite could not count the rows: ${(err as Error).message}`;
+  }
+  return { integrityCheck: check, tables };
 }
 
 /** checkDatabaseFile on a thread of its own, which exits when it is done. */
@@ -79,6 +86,93 @@ function checkOnThread(file: string, quick: boolean): Promise<SqliteCheckResult>
     // After a message this does nothing (the promise is settled); without one, the thread died.
     worker.once('exit', (code) => reject(new Error(`the database check stopped unexpectedly (exit code ${code})`)));
   });
+}
+
+/** Databases up to this size are read in place under SQLite's read lock (decision 0034); larger ones are copied, so
+ * that the clinic app's writers are not held off for the whole chunking of a multi-GB file (a first backup chunks
+ * ~0.2 GB/s, a later one ~0.5 GB/s here; the copy ~1 GB/s). */
+export const READ_IN_PLACE_MAX = 512 * 1024 * 1024;
+
+/** What a holder thread says, in this order: 'held' (or 'refused', and it exits), then 'checked'; after the 'release'
+ * message it ends its transaction and exits. */
+type HolderMessage =
+  | { type: 'held'; pageSize: number; size: number }
+  | { type: 'refused'; why: string }
+  | { type: 'checked'; value: SqliteCheckResult };
+
+/** The holder thread's work (sqlite-check-worker.ts): open a read transaction on `file` and keep it, so that no
+ * writer can commit while the backup reads the file in place; check the database inside that same transaction. A
+ * database in WAL mode is refused (its committed pages may be in the -wal file, not in the file read), as is one
+ * larger than maxBytes, or one SQLite cannot open: the backup copies those. */
+export function holdAndCheck(file: string, quick: boolean, maxBytes: number, port: { postMessage(m: HolderMessage): void; once(event: 'message', fn: () => void): unknown }): void {
+  let db: Database.Database | undefined;
+  try {
+    db = new Database(file, { readonly: true, fileMustExist: true, timeout: 30_000 });
+    const mode = String(db.pragma('journal_mode', { simple: true })).toLowerCase();
+    if (mode === 'wal') throw new Error('WAL mode');
+    db.exec('BEGIN');
+    // Takes the SHARED lock (and rolls back a hot journal first). From now until COMMIT no writer can commit.
+    db.prepare('SELECT count(*) FROM sqlite_master').get();
+    const pageSize = db.pragma('page_size', { simple: true }) as number;
+    const size = pageSize * (db.pragma('page_count', { simple: true }) as number);
+    if (size > maxBytes) throw new Error(`larger than ${maxBytes} bytes`);
+    port.postMessage({ type: 'held', pageSize, size });
+  } catch (err) {
+    try {
+      db?.close();
+    } catch {
+      // Closed with the thread.
+    }
+    port.postMessage({ type: 'refused', why: (err as Error).message });
+    return;
+  }
+  const held = db;
+  port.postMessage({ type: 'checked', value: checkOpenDatabase(held, quick) });
+  port.once('message', () => {
+    try {
+      held.exec('COMMIT');
+    } finally {
+      held.close();
+    }
+  });
+}
+
+/** A holder thread (holdAndCheck) for `file`. `held` resolves with the database's page size and size once its read
+ * lock is taken, or with undefined if it was refused; `checked` with the check made under that lock; `release` ends
+ * the transaction and waits for the thread to exit. */
+function holdOnThread(file: string, quick: boolean, maxBytes: number): { held: Promise<{ pageSize: number; size: number } | undefined>; checked: Promise<SqliteCheckResult>; release(): Promise<void> } {
+  const worker = new Worker(workerScript('sqlite-check-worker', import.meta.url), { workerData: { path: file, quick, holdMax: maxBytes } });
+  worker.once('online', reassertYoungGeneration);
+  let onHeld!: (v: { pageSize: number; size: number } | undefined) => void;
+  let onChecked!: (v: SqliteCheckResult) => void;
+  let failChecked!: (e: Error) => void;
+  const held = new Promise<{ pageSize: number; size: number } | undefined>((resolve) => (onHeld = resolve));
+  const checked = new Promise<SqliteCheckResult>((resolve, reject) => ((onChecked = resolve), (failChecked = reject)));
+  checked.catch(() => undefined);
+  const exited = new Promise<void>((resolve) => {
+    worker.once('exit', (code) => {
+      // After its messages these do nothing; without them, the thread died.
+      onHeld(undefined);
+      failChecked(new Error(`the database check stopped unexpectedly (exit code ${code})`));
+      resolve();
+    });
+  });
+  worker.on('error', () => undefined);
+  worker.on('message', (m: HolderMessage) => {
+    if (m.type === 'held') onHeld({ pageSize: m.pageSize, size: m.size });
+    else if (m.type === 'refused') onHeld(undefined);
+    else onChecked(m.value);
+  });
+  let releasing: Promise<void> | undefined;
+  return {
+    held,
+    checked,
+    release: () =>
+      (releasing ??= (async () => {
+        if (await held) worker.postMessage('release');
+        await exited;
+      })()),
+  };
 }
 
 /** 'ok', or SQLite's list of problems. quick: PRAGMA quick_check (every page and record, without comparing
@@ -177,54 +271,98 @@ async function writeOut(copyPath: string): Promise<void> {
   }
 }
 
-/** A consistent copy being made before the backup itself starts (see startSqliteCopy). */
+/** Where a backup reads a database: a copy at `path`, or the database itself through `fd` while a read transaction
+ * holds its writers off (decision 0034). */
+export interface SqliteRead {
+  pageSize: number;
+  size: number;
+  path: string;
+  /** A descriptor of the file to read, where it is read in place. Readers must not close it (see startSqliteCopy). */
+  fd?: number;
+}
+
+/** A database made ready for reading before the backup itself starts (see startSqliteCopy). */
 export interface EarlySqliteCopy {
   source: string;
+  /** Where a copy is made, if one is (removed by cleanup). */
   copyPath: string;
-  made: Promise<{ pageSize: number; size: number }>;
+  made: Promise<SqliteRead>;
+  /** Ends the read transaction, or removes the copy; once, however often it is called. */
   cleanup: () => Promise<void>;
-  /** If the copy is made before `busy` settles, run its quick check now, on this thread (a CLI waiting for scrypt:
-   * one core is idle then, and both are busy once the backup runs). */
+  /** If a copy is made before `busy` settles, run its quick check now, on a thread of its own (a CLI waiting for
+   * scrypt: one core is idle then, and both are busy once the backup runs). Read in place, the database is checked
+   * under its lock from the start anyway. */
   checkWhile(busy: Promise<unknown>): Promise<void>;
-  /** The quick check's result, if checkWhile ran it; otherwise the backup has a worker run it. */
+  /** The quick check's result, if it was made here (in place, or by checkWhile); otherwise the backup has a worker
+   * run it. Known once `made` has resolved. */
   checked?: Promise<SqliteCheckResult>;
 }
 
-/** Start a consistent copy of `source` now, on this thread: a caller that must still unlock the vault (scrypt runs on
- * libuv's threads, ~0.25 s) has the copy, ~0.2 s for 200 MB, made meanwhile. The backup that is given it takes it
- * over, and removes it when it ends, whatever happens. Throws at once (UsageError) if the file is not a database. */
-export async function startSqliteCopy(source: string, tmpDir: string): Promise<EarlySqliteCopy> {
+/** Make `source` ready to be read by a backup, starting now: a caller that must still unlock the vault (scrypt runs
+ * on libuv's threads, ~0.25 s) has it done meanwhile. A database in rollback-journal mode of up to READ_IN_PLACE_MAX
+ * is read in place: a thread of its own opens a read transaction, which holds the clinic app's writers off until
+ * cleanup, and checks it meanwhile; nothing is written (decision 0034). Otherwise (WAL mode, Windows, a larger file,
+ * or one that thread cannot open) a consistent copy is made, by `copy` if given (on a worker), else on this thread.
+ * The backup that is given it takes it over, and cleans it up when it ends, whatever happens. Throws at once
+ * (UsageError) if the file is not a database. */
+export async function startSqliteCopy(
+  source: string,
+  tmpDir: string,
+  opts: { copy?: (source: string, copyPath: string) => Promise<{ pageSize: number; size: number }>; readInPlaceMax?: number } = {},
+): Promise<EarlySqliteCopy> {
   await checkSqliteSource(source);
   const { copyPath, cleanup } = await copyPathIn(tmpDir);
-  const made = makeCopy(source, copyPath);
-  made.catch(() => undefined);
-  // The backup may read it as soon as it is made; it goes to the disk meanwhile, and is removed only after that.
-  const written = made.then(() => writeOut(copyPath));
-  written.catch(() => undefined);
+  // Not on Windows, whose byte-range locks make the locked region unreadable.
+  const holder = process.platform === 'win32' ? undefined : holdOnThread(source, true, opts.readInPlaceMax ?? READ_IN_PLACE_MAX);
+  let fd: number | undefined;
+  // The copy goes to the disk while the backup reads it, and is removed only after that.
+  let written: Promise<void> = Promise.resolve();
+  let cleaning: Promise<void> | undefined;
   const early: EarlySqliteCopy = {
     source,
     copyPath,
-    made,
+    made: undefined as unknown as Promise<SqliteRead>,
     // After the check too: a copy of the clinic's data must not outlive the backup (deleting a file still open
-    // fails on Windows, and the check's thread may still be reading it if the unlock failed).
-    cleanup: () => Promise.allSettled([made, written, early.checked]).then(cleanup),
+    // fails on Windows, and the check's thread may still be reading it if the unlock failed). The descriptor read in
+    // place is closed only after the transaction has ended: closing any descriptor of a file drops every POSIX
+    // lock this process holds on it, SQLite's read lock too (the backup's readers never close it).
+    cleanup: () =>
+      (cleaning ??= (async () => {
+        await Promise.allSettled([early.made, early.checked]);
+        await holder?.release();
+        if (fd !== undefined) fs.closeSync(fd);
+        await written.catch(() => undefined);
+        await cleanup();
+      })()),
     async checkWhile(busy: Promise<unknown>): Promise<void> {
       let over = false;
       const waited = busy.then(
         () => void (over = true),
         () => void (over = true),
       );
-      const ready = await Promise.race([made.then(() => true, () => false), waited.then(() => false)]);
-      if (!ready || over) return;
+      const ready = await Promise.race([early.made.then(() => true, () => false), waited.then(() => false)]);
+      if (!ready || over || early.checked) return;
       // On a thread of its own: run here, it held up the backup whenever the unlock ended while it ran (a copy made
       // late, just before the unlock ended, delayed the workers' start by ~0.2 s in a CPU trace).
       early.checked = checkOnThread(copyPath, true);
       early.checked.catch(() => undefined);
     },
   };
+  early.made = (async (): Promise<SqliteRead> => {
+    const held = holder && (await holder.held);
+    if (held) {
+      early.checked = holder.checked;
+      fd = fs.openSync(source, 'r');
+      return { ...held, path: source, fd };
+    }
+    const facts = opts.copy ? await opts.copy(source, copyPath) : await makeCopy(source, copyPath);
+    if (!opts.copy) written = writeOut(copyPath);
+    written.catch(() => undefined);
+    return { ...facts, path: copyPath };
+  })();
+  early.made.catch(() => undefined);
   return early;
 }
-
 
 export function describeCopyError(source: string, err: unknown): ClinicVaultError {
   if (err instanceof ClinicVaultError) return err;

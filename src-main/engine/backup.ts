@@ -314,9 +314,11 @@ class BackupRun {
       copies.push({ db, early, made, remove: early.cleanup });
       this.progress.filesTotal++;
     }
+    // A database read in place has its segments queued before any file's (below, as soon as it can be read), so its
+    // writers wait for its chunking only, not the whole backup's: known within ~0.1 s (the CLI knows it already).
+    for (const c of copies) await c.early.decided;
     // Each database is cut as soon as it can be read, while this thread walks the folders (~0.3 s of a second backup
-    // that the workers spent waiting). Its segments are queued before any file's: read in place, the database's
-    // writers wait until they are done.
+    // that the workers spent waiting).
     const dbJobs = copies.map(async ({ early, made }) => {
       const copy = this.check(await made);
       const fixed = sqliteChunkSize(copy.pageSize, this.vault.config.chunking.sqlite.minBytes);

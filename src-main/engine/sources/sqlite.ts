@@ -287,6 +287,8 @@ export interface EarlySqliteCopy {
   /** Where a copy is made, if one is (removed by cleanup). */
   copyPath: string;
   made: Promise<SqliteRead>;
+  /** Resolves once it is known whether the database is read in place (at once where it cannot be). */
+  decided: Promise<void>;
   /** Ends the read transaction, or removes the copy; once, however often it is called. */
   cleanup: () => Promise<void>;
   /** If a copy is made before `busy` settles, run its quick check now, on a thread of its own (a CLI waiting for
@@ -322,6 +324,7 @@ export async function startSqliteCopy(
     source,
     copyPath,
     made: undefined as unknown as Promise<SqliteRead>,
+    decided: holder ? holder.held.then(() => undefined) : Promise.resolve(),
     // After the check too: a copy of the clinic's data must not outlive the backup (deleting a file still open
     // fails on Windows, and the check's thread may still be reading it if the unlock failed). The descriptor read in
     // place is closed only after the transaction has ended: closing any descriptor of a file drops every POSIX

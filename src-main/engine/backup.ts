@@ -34,8 +34,8 @@ export interface BackupOptions {
   tags?: string[];
   excludes?: string[];
   tmpDir?: string;
-  /** Consistent copies of `sqlite` databases already started (startSqliteCopy, with the same resolved path). The backup
-   * uses them instead of making its own, and removes every one of them when it ends. */
+  /** `sqlite` databases already made ready to read (startSqliteCopy, with the same resolved path: held in place or
+   * copied). The backup uses them instead of making its own, and cleans every one of them up when it ends. */
   sqliteCopies?: EarlySqliteCopy[];
   host?: string;
   appVersion: string;
@@ -292,8 +292,8 @@ class BackupRun {
         throw err instanceof ClinicVaultError ? err : describePgError(err, target);
       }
     }
-    // 1. Consistent database copies first, so they are as close to the start time as possible. Workers make
-    // them while this thread walks the folders.
+    // 1. Databases first, so that what is stored is as close to the start time as possible: read in place under
+    // their read lock, or copied (by workers), while this thread walks the folders.
     const pool = (this.pool = this.startPool());
     const copies = [];
     for (const db of sqlite) {
@@ -311,7 +311,7 @@ class BackupRun {
         },
         (error: unknown) => ({ ok: false as const, error: describeCopyError(db, error) }),
       );
-      copies.push({ db, early, made, remove: early.cleanup });
+      copies.push({ db, early, made });
       this.progress.filesTotal++;
     }
     // A database read in place has its segments queued before any file's (below, as soon as it can be read), so its
@@ -430,7 +430,7 @@ class BackupRun {
         entries,
       });
     }
-    for (const [i, { db, remove }] of copies.entries()) {
+    for (const [i, { db, early }] of copies.entries()) {
       const label = sourceLabel(db);
       this.progress.source = label;
       const { copy, check, segments } = await dbJobs[i]!;
@@ -442,9 +442,9 @@ class BackupRun {
         read += r.bytesRead;
       }
       const { integrityCheck, tables } = this.check(await check);
-      // Read and checked: the copy goes now, while the backup ends (deleting 200 MB took ~65 ms at the very end).
-      // The backup waits for it before it returns, whatever happens.
-      remove().catch(() => undefined);
+      // Read and checked: the database's writers are let go now, or its copy goes (deleting 200 MB took ~65 ms at
+      // the very end), while the backup ends. The backup waits for that before it returns, whatever happens.
+      early.cleanup().catch(() => undefined);
       if (integrityCheck !== 'ok') {
         this.warnings.push(`The database ${db} failed SQLite's quick integrity check (${integrityCheck.split('\n')[0]}). It was backed up as it is; have it checked.`);
       }

@@ -75,17 +75,24 @@ function checkOpenDatabase(db: Database.Database, quick: boolean): SqliteCheckRe
 /** checkDatabaseFile on a thread of its own, which exits when it is done. */
 function checkOnThread(file: string, quick: boolean): Promise<SqliteCheckResult> {
   return new Promise((resolve, reject) => {
-    const worker = new Worker(workerScript('sqlite-check-worker', import.meta.url), { workerData: { path: file, quick } });
+    const worker = databaseThread({ path: file, quick }, (died) => reject(died));
     worker.once('message', (m: { ok: true; value: SqliteCheckResult } | { ok: false; message: string }) => {
       if (m.ok) resolve(m.value);
       else reject(new Error(m.message));
     });
-    // Making its heap puts V8's semi-space growth factor back to 2 (young-generation.ts).
-    worker.once('online', reassertYoungGeneration);
-    worker.once('error', reject);
-    // After a message this does nothing (the promise is settled); without one, the thread died.
-    worker.once('exit', (code) => reject(new Error(`the database check stopped unexpectedly (exit code ${code})`)));
   });
+}
+
+/** A thread of sqlite-check-worker.ts. `died` is called when it exits (after its messages, harmlessly), with its
+ * error's message if it failed. */
+function databaseThread(workerData: { path: string; quick: boolean; holdMax?: number }, died: (err: Error) => void): Worker {
+  const worker = new Worker(workerScript('sqlite-check-worker', import.meta.url), { workerData });
+  // Making its heap puts V8's semi-space growth factor back to 2 (young-generation.ts).
+  worker.once('online', reassertYoungGeneration);
+  let failure: Error | undefined;
+  worker.once('error', (err) => (failure = err));
+  worker.once('exit', (code) => died(new Error(`the database check stopped unexpectedly (${failure?.message ?? `exit code ${code}`})`)));
+  return worker;
 }
 
 /** Databases up to this size are read in place under SQLite's read lock (decision 0034); larger ones are copied, so
@@ -141,23 +148,20 @@ export function holdAndCheck(file: string, quick: boolean, maxBytes: number, por
  * lock is taken, or with undefined if it was refused; `checked` with the check made under that lock; `release` ends
  * the transaction and waits for the thread to exit. */
 function holdOnThread(file: string, quick: boolean, maxBytes: number): { held: Promise<{ pageSize: number; size: number } | undefined>; checked: Promise<SqliteCheckResult>; release(): Promise<void> } {
-  const worker = new Worker(workerScript('sqlite-check-worker', import.meta.url), { workerData: { path: file, quick, holdMax: maxBytes } });
-  worker.once('online', reassertYoungGeneration);
   let onHeld!: (v: { pageSize: number; size: number } | undefined) => void;
   let onChecked!: (v: SqliteCheckResult) => void;
   let failChecked!: (e: Error) => void;
+  let onExit!: () => void;
   const held = new Promise<{ pageSize: number; size: number } | undefined>((resolve) => (onHeld = resolve));
   const checked = new Promise<SqliteCheckResult>((resolve, reject) => ((onChecked = resolve), (failChecked = reject)));
   checked.catch(() => undefined);
-  const exited = new Promise<void>((resolve) => {
-    worker.once('exit', (code) => {
-      // After its messages these do nothing; without them, the thread died.
-      onHeld(undefined);
-      failChecked(new Error(`the database check stopped unexpectedly (exit code ${code})`));
-      resolve();
-    });
+  const exited = new Promise<void>((resolve) => (onExit = resolve));
+  const worker = databaseThread({ path: file, quick, holdMax: maxBytes }, (died) => {
+    // After its messages these do nothing; without them, the thread died (and the database is copied instead).
+    onHeld(undefined);
+    failChecked(died);
+    onExit();
   });
-  worker.on('error', () => undefined);
   worker.on('message', (m: HolderMessage) => {
     if (m.type === 'held') onHeld({ pageSize: m.pageSize, size: m.size });
     else if (m.type === 'refused') onHeld(undefined);

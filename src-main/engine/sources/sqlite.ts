@@ -373,5 +373,5 @@ export async function startSqliteCopy(
 
 export function describeCopyError(source: string, err: unknown): ClinicVaultError {
   if (err instanceof ClinicVaultError) return err;
-  return new ClinicVaultError(`Could not make a consistent copy of the database ${source}: ${(err as Error).message}`, undefined, { cause: err });
+  return new ClinicVaultError(`Could not read a consistent state of the database ${source}: ${(err as Error).message}`, undefined, { cause: err });
 }

@@ -15,7 +15,7 @@
 // Prune holds the vault's writer lock, so no backup runs meanwhile. Packs no index lists and no obsolete/ note
 // names, written in the last hour, are left alone in case a backup whose lock was wrongly judged stale is still
 // writing them.
-import { BlobOpener, BlobType, ChunkIntegrityError, GROUP_AAD, type PackBlob } from './vault/pack.js';
+import { BlobOpener, BlobType, ChunkIntegrityError, GROUP_AAD, ID_GROUP_AAD, groupPlaintext, isMember, memberSpan, type PackBlob } from './vault/pack.js';
 import { compressChunk } from './vault/compress.js';
 import { seal } from './vault/crypto.js';
 import { PackWriter } from './pipeline/pack-writer.js';
@@ -184,7 +184,7 @@ export async function prune(vault: Vault, opts: PruneOptions = {}): Promise<Prun
       for (let i = 0; i < r.used.length; ) {
         const b = r.used[i]!;
         const sealed = Buffer.from(bytes.subarray(b.offset, b.offset + b.length));
-        if (b.type !== BlobType.Member) {
+        if (!isMember(b)) {
           authentic(sealed, b, r.id);
           await writer.add({ id: b.id, type: b.type, compression: b.compression, rawLength: b.rawLength, sealed });
           i++;
@@ -192,16 +192,18 @@ export async function prune(vault: Vault, opts: PruneOptions = {}): Promise<Prun
         }
         const members: PackBlob[] = [];
         const plains: Buffer[] = [];
-        for (; i < r.used.length && r.used[i]!.type === BlobType.Member && r.used[i]!.offset === b.offset; i++) {
+        for (; i < r.used.length && isMember(r.used[i]!) && r.used[i]!.offset === b.offset; i++) {
           members.push(r.used[i]!);
           plains.push(authentic(sealed, r.used[i]!, r.id));
         }
         const refs = members.map((m) => ({ id: m.id, rawLength: m.rawLength }));
-        if (members.reduce((a, m) => a + m.rawLength, 0) === b.groupRaw) {
-          await writer.add({ members: refs, compression: b.compression, sealed });
+        // A group is made again in its own kind: an IdGroup (format 4) with the ids before the members' bytes.
+        const ids = b.type === BlobType.IdMember;
+        if (members.reduce((a, m) => a + memberSpan(m), 0) === b.groupRaw) {
+          await writer.add({ members: refs, ids, compression: b.compression, sealed });
         } else {
-          const { payload, compression } = compressChunk(Buffer.concat(plains));
-          await writer.add({ members: refs, compression, sealed: seal(vault.keys.encryption, payload, GROUP_AAD) });
+          const { payload, compression } = compressChunk(groupPlaintext(members.map((m, k) => ({ id: m.id, data: plains[k]! })), ids));
+          await writer.add({ members: refs, ids, compression, sealed: seal(vault.keys.encryption, payload, ids ? ID_GROUP_AAD : GROUP_AAD) });
         }
       }
     }

@@ -2,7 +2,7 @@
 // uses for a chunk some snapshot references; for each snapshot, the stored bytes no other snapshot shares.
 // Prune acts on it; the space report shows it.
 import type { MasterIndex } from './vault/index-file.js';
-import { BlobType, packContentBytes, storedShare, type PackBlob } from './vault/pack.js';
+import { isMember, memberSpan, packContentBytes, storedShare, type PackBlob } from './vault/pack.js';
 import { ID_BYTES, contentIds, type Snapshot } from './vault/snapshot.js';
 import type { SnapshotListing } from './vault/vault.js';
 
@@ -80,7 +80,7 @@ export async function analyzeUsage(index: MasterIndex, snapshots: SnapshotListin
     const blobs = rec.blobs;
     for (let i = 0; i < blobs.length; ) {
       const b = blobs[i]!;
-      if (b.type !== BlobType.Member) {
+      if (!isMember(b)) {
         if (isUsed(b)) {
           used.push(b);
           u += b.length;
@@ -90,10 +90,10 @@ export async function analyzeUsage(index: MasterIndex, snapshots: SnapshotListin
       }
       // The members of one group share its bytes.
       let usedRaw = 0;
-      for (; i < blobs.length && blobs[i]!.type === BlobType.Member && blobs[i]!.offset === b.offset; i++) {
+      for (; i < blobs.length && isMember(blobs[i]!) && blobs[i]!.offset === b.offset; i++) {
         if (isUsed(blobs[i]!)) {
           used.push(blobs[i]!);
-          usedRaw += blobs[i]!.rawLength;
+          usedRaw += memberSpan(blobs[i]!);
         }
       }
       u += usedRaw === b.groupRaw ? b.length : Math.floor((b.length * usedRaw) / b.groupRaw!);

@@ -1,7 +1,8 @@
 // Format 2: a database's new pages are stored in groups (one compressed, sealed blob per ~64 pages, each page still
 // named and deduplicated on its own), and packs are named by the hash of their tail. Every generation of a changing
 // database restores exactly; prune remakes a group whose members are partly forgotten, so no byte of a forgotten
-// page stays; format 1 and 2 vaults are still written in their own formats.
+// page stays; format 1, 2 and 3 vaults are still written in their own formats. Format 4 writes each member's id
+// before its bytes in the group (an IdGroup), format 3 and 2 plain Groups.
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -10,7 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { backup } from '../../src-main/engine/backup.js';
 import { prune } from '../../src-main/engine/prune.js';
 import { analyzeUsage } from '../../src-main/engine/usage.js';
-import { BLOB_AAD, BlobType, openBlob, packNameMatches, parsePack } from '../../src-main/engine/vault/pack.js';
+import { BLOB_AAD, BlobType, GROUP_AAD, ID_GROUP_AAD, openBlob, packNameMatches, parsePack } from '../../src-main/engine/vault/pack.js';
 import { open, sha256 } from '../../src-main/engine/vault/crypto.js';
 import { Vault, formatFeatures } from '../../src-main/engine/vault/vault.js';
 import { cli, cliEnv, PASS } from '../helpers/cli.js';
@@ -51,11 +52,12 @@ describe('format 2: database pages in groups', () => {
       generations.push({ id: r.snapshotId, content: dbContent(db) });
     }
 
-    // Every page of the database is a group member, groups hold many pages, and packs are named by their tail.
+    // Every page of the database is a member of an IdGroup (format 4), groups hold many pages, and packs are named by
+    // their tail.
     const index = await vault.loadIndex();
     const blobs = [...index.packs.values()].flatMap((p) => p.blobs);
     expect(blobs.length).toBeGreaterThan(200);
-    expect(blobs.every((b) => b.type === BlobType.Member)).toBe(true);
+    expect(blobs.every((b) => b.type === BlobType.IdMember)).toBe(true);
     const groups = new Set(blobs.map((b) => `${b.offset}:${b.length}:${b.groupRaw}`));
     expect(blobs.length / groups.size).toBeGreaterThan(8);
     for (const [id, rec] of index.packs) {
@@ -127,6 +129,35 @@ describe('format 2: database pages in groups', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(dbContent(path.join(target, 'clinic.sqlite'))).toEqual(dbContent(db));
     expect(fs.readFileSync(path.join(target, 'media', 'scan.pdf')).equals(fs.readFileSync(path.join(media, 'scan.pdf')))).toBe(true);
+  });
+
+  it('a format 3 vault is still written as format 3: groups without their members\' ids, so ClinicVault 0.3 reads it', async () => {
+    const work = tempDir('cv-groups-v3-');
+    const db = path.join(work, 'clinic.sqlite');
+    makeClinicDb(db, 300);
+    const vaultDir = path.join(work, 'vault');
+    await Vault.init(vaultDir, PASS);
+    const configFile = path.join(vaultDir, 'config.json');
+    fs.writeFileSync(configFile, JSON.stringify({ ...JSON.parse(fs.readFileSync(configFile, 'utf8')), version: 3 }, null, 2));
+    const env = cliEnv(path.join(work, 'home'));
+    const b = cli(['backup', '--vault', vaultDir, '--sqlite', db], env);
+    expect(b.code, b.stderr).toBe(0);
+    const vault = await Vault.open(vaultDir, { passphrase: PASS });
+    const blobs = [...(await vault.loadIndex()).packs.values()].flatMap((p) => p.blobs);
+    expect(blobs.length).toBeGreaterThan(30);
+    expect(blobs.every((x) => x.type === BlobType.Member)).toBe(true);
+    // The group's plaintext is the pages one after the other, sealed under the format 2 and 3 group aad.
+    const first = blobs[0]!;
+    const pack = [...(await vault.loadIndex()).packs.keys()][0]!;
+    const bytes = fs.readFileSync(vault.storage.filePath('data', pack));
+    const sealed = bytes.subarray(first.offset, first.offset + first.length);
+    expect(() => open(vault.keys.encryption, sealed, ID_GROUP_AAD)).toThrow();
+    expect(open(vault.keys.encryption, sealed, GROUP_AAD).length).toBe(first.length - 28);
+    expect(cli(['verify', '--vault', vaultDir, '--read-data'], env).code).toBe(0);
+    const target = path.join(work, 'restore');
+    const r = cli(['restore', '--vault', vaultDir, '--target', target], env);
+    expect(r.code, r.stderr).toBe(0);
+    expect(dbContent(path.join(target, 'clinic.sqlite'))).toEqual(dbContent(db));
   });
 
   it('a format 1 vault is still written as format 1: one blob per page, packs named by their whole content', async () => {

@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { compressChunk } from '../../src-main/engine/vault/compress.js';
 import { hmac, open, seal, sealLazily } from '../../src-main/engine/vault/crypto.js';
-import { BLOB_AAD, BlobOpener, BlobType, GROUP_AAD, dataBlobAad, type PackBlob } from '../../src-main/engine/vault/pack.js';
+import { BLOB_AAD, BlobOpener, BlobType, GROUP_AAD, ID_GROUP_AAD, dataBlobAad, groupPlaintext, type PackBlob } from '../../src-main/engine/vault/pack.js';
 
 const keys = { encryption: randomBytes(32), id: randomBytes(32) };
 
@@ -104,6 +104,39 @@ describe('a data blob put in place of another of the same length', () => {
     expect(() => new BlobOpener(keys, true).open(old, entry(id, old), 'p')).toThrow(/authentication failed/);
     expect(() => new BlobOpener(keys, false).open(bound, entry(id, bound), 'p')).toThrow(/authentication failed/);
     expect(new BlobOpener(keys, true).open(bound, entry(id, bound), 'p').equals(a)).toBe(true);
+  });
+});
+
+describe('a group member (database page) that is not the chunk named', () => {
+  // The index names page A at a place in a group where another page is: a group swapped for another of the same
+  // length, or an index that points wrong. A format 4 group (IdGroup) holds each member's id before its bytes, and
+  // the reader compares it instead of hashing the page; a format 2-3 group's member is hashed.
+  const pages = Array.from({ length: 8 }, (_, i) => Buffer.alloc(4096, `page ${i} `));
+  const ids = pages.map((p) => hmac(keys.id, p));
+
+  function sealedGroup(withIds: boolean): { sealed: Buffer; compression: number } {
+    const { payload, compression } = compressChunk(groupPlaintext(pages.map((p, i) => ({ id: ids[i]!, data: p })), withIds));
+    return { sealed: seal(keys.encryption, payload, withIds ? ID_GROUP_AAD : GROUP_AAD), compression };
+  }
+  const member = (withIds: boolean, g: { sealed: Buffer; compression: number }, i: number, id = ids[i]!): PackBlob => {
+    const span = (withIds ? 32 : 0) + 4096;
+    return { id, type: withIds ? BlobType.IdMember : BlobType.Member, compression: g.compression, offset: 0, length: g.sealed.length, rawLength: 4096, inner: i * span + (withIds ? 32 : 0), groupRaw: 8 * span };
+  };
+
+  it.each([true, false])('opens every member as itself, and refuses it under another id (ids in the group: %s)', (withIds) => {
+    const g = sealedGroup(withIds);
+    const opener = new BlobOpener(keys, true);
+    for (let i = 0; i < 8; i++) expect(opener.open(g.sealed, member(withIds, g, i), 'p').equals(pages[i]!)).toBe(true);
+    const why = withIds ? /holds another chunk in its place/ : /does not match its id/;
+    expect(() => new BlobOpener(keys, true).open(g.sealed, member(withIds, g, 3, ids[4]), 'p')).toThrow(why);
+    expect(() => new BlobOpener(keys, true).check(g.sealed, member(withIds, g, 3, ids[4]), 'p')).toThrow(why);
+  });
+
+  it('an IdGroup does not open as a plain group, nor the other way round', () => {
+    const withIds = sealedGroup(true);
+    const without = sealedGroup(false);
+    expect(() => new BlobOpener(keys, true).open(withIds.sealed, member(false, withIds, 0), 'p')).toThrow(/authentication failed/);
+    expect(() => new BlobOpener(keys, true).open(without.sealed, member(true, without, 0), 'p')).toThrow(/authentication failed/);
   });
 });
 

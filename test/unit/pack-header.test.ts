@@ -29,6 +29,32 @@ describe('pack header with groups', () => {
     expect(headerCheckWork(enc)).toBe(72 + 3 * 4096 + 900 + 5 * 8192 + 12288 + 900);
   });
 
+  it('format 4: an IdGroup entry, whose members each sit after their 32-byte id in its plaintext', () => {
+    // data(100) | IdGroup of 2 members (sealed 200 bytes, 2 * (32 + 4096) raw)
+    const withIds: PackBlob[] = [
+      { id: id(1), type: BlobType.Data, compression: 0, offset: 0, length: 100, rawLength: 72 },
+      { id: id(2), type: BlobType.IdMember, compression: 2, offset: 100, length: 200, rawLength: 4096, inner: 32, groupRaw: 8256 },
+      { id: id(3), type: BlobType.IdMember, compression: 2, offset: 100, length: 200, rawLength: 4096, inner: 4160, groupRaw: 8256 },
+    ];
+    const enc = encodePackHeader(withIds);
+    expect(enc.readUInt32LE(4)).toBe(4);
+    expect(enc.readUInt8(8 + 42)).toBe(BlobType.IdGroup);
+    expect(enc.readUInt32LE(8 + 42 + 6)).toBe(8256);
+    expect(enc.readUInt8(8 + 84)).toBe(BlobType.IdMember);
+    expect(decodePackHeader(enc)).toEqual(withIds);
+    expect(headerContentBytes(enc)).toBe(300);
+    // Without room for the ids the group does not add up; a plain Member inside an IdGroup is refused.
+    const noIds = Buffer.from(enc);
+    noIds.writeUInt32LE(8192, 8 + 42 + 6);
+    expect(() => decodePackHeader(noIds)).toThrow(/does not add up/);
+    const mixed = Buffer.from(enc);
+    mixed.writeUInt8(BlobType.Member, 8 + 84);
+    expect(() => decodePackHeader(mixed)).toThrow(/wrong kind/);
+    const plain = encodePackHeader(blobs);
+    plain.writeUInt8(BlobType.IdMember, 8 + 84);
+    expect(() => decodePackHeader(plain)).toThrow(/wrong kind/);
+  });
+
   it('ranks a pack of compressed database pages above one photo of the same size for verify', () => {
     const raw = 64 * 4096;
     const photo = encodePackHeader([{ id: id(1), type: BlobType.Data, compression: 0, offset: 0, length: raw + 28, rawLength: raw }]);

@@ -12,7 +12,7 @@ import { Compression, compressChunk, compressorsMade } from '../vault/compress.j
 import { IdTable } from '../vault/id-table.js';
 import { sealLazily, sealParts } from '../vault/crypto.js';
 import type { MasterKeys } from '../vault/keys.js';
-import { BlobOpener, BlobType, ChunkIntegrityError, GROUP_AAD, Ref, REF_WIDTH, blobRef, blobRuns, dataBlobAad, decodePackHeader, runsOf, encodePackHeader, packTailMatches, parsePack, type PackBlob } from '../vault/pack.js';
+import { BlobOpener, BlobType, ChunkIntegrityError, GROUP_AAD, ID_GROUP_AAD, MEMBER_ID_BYTES, Ref, REF_WIDTH, blobRef, blobRuns, dataBlobAad, decodePackHeader, runsOf, encodePackHeader, packTailMatches, parsePack, type PackBlob } from '../vault/pack.js';
 import { LocalStorage } from '../vault/storage.js';
 import { alignedMemory, DIRECT_ALIGN, O_DIRECT, refusesDirect } from '../vault/direct-io.js';
 import { PackWriter } from './pack-writer.js';
@@ -145,7 +145,7 @@ const GROUP_BYTES = 256 * 1024;
 const GROUP_MEMBER_MAX = 64 * 1024;
 
 class Group {
-  readonly buf = Buffer.allocUnsafeSlow(GROUP_BYTES + GROUP_MEMBER_MAX);
+  readonly buf = Buffer.allocUnsafeSlow(GROUP_BYTES + MEMBER_ID_BYTES + GROUP_MEMBER_MAX);
   members: Array<{ id: Buffer; rawLength: number }> = [];
   used = 0;
 }
@@ -175,6 +175,12 @@ function storeChunk(data: Buffer, tally: ChunkTally): Promise<void> | undefined 
   tally.bytesNew += data.length;
   const g = tally.group;
   if (g && data.length <= GROUP_MEMBER_MAX) {
+    // Format 4: the member's id goes before its bytes (an IdGroup), so that readers need not hash it again.
+    if (init.idGroups) {
+      const buf = g.buf;
+      for (let k = 0; k < MEMBER_ID_BYTES; k++) buf[g.used + k] = id[k]!;
+      g.used += MEMBER_ID_BYTES;
+    }
     data.copy(g.buf, g.used);
     g.used += data.length;
     g.members.push({ id, rawLength: data.length });
@@ -198,11 +204,11 @@ async function storeBlob(id: Buffer, data: Buffer): Promise<void> {
 async function storeGroup(g: Group): Promise<void> {
   if (g.members.length === 0) return;
   const { payload, compression } = compressChunk(g.buf.subarray(0, g.used));
-  const sealed = sealParts(keys.encryption, payload, GROUP_AAD);
+  const sealed = sealParts(keys.encryption, payload, init.idGroups ? ID_GROUP_AAD : GROUP_AAD);
   const members = g.members;
   g.members = [];
   g.used = 0;
-  await writer.add({ members, compression, sealed });
+  await writer.add({ members, ids: init.idGroups, compression, sealed });
   maybeCollect(0);
 }
 

@@ -6,7 +6,7 @@
 import { createHash, type Hash } from 'node:crypto';
 import type { LazySealed } from '../vault/crypto.js';
 import type { MasterKeys } from '../vault/keys.js';
-import { BlobType, packTail, type PackBlob, type PackNaming } from '../vault/pack.js';
+import { BlobType, MEMBER_ID_BYTES, packTail, type PackBlob, type PackNaming } from '../vault/pack.js';
 import type { PackRecord } from '../vault/index-file.js';
 import { WriteBlocks, type LocalStorage, type TempFile } from '../vault/storage.js';
 
@@ -20,9 +20,11 @@ export interface SealedBlob {
   sealed: Buffer | readonly Buffer[] | LazySealed;
 }
 
-/** Several small chunks compressed and sealed as one blob (format 2): the members, in order, make its plaintext. */
+/** Several small chunks compressed and sealed as one blob (format 2): the members, in order, make its plaintext;
+ * with `ids` (format 4, an IdGroup), each member's id comes before its bytes there (groupPlaintext). */
 export interface SealedGroup {
   members: Array<{ id: Buffer; rawLength: number }>;
+  ids: boolean;
   compression: number;
   sealed: Buffer | readonly Buffer[];
 }
@@ -89,10 +91,13 @@ export class PackWriter {
       ({ pieces: parts, length } = sealed as LazySealed);
     }
     if ('members' in blob) {
-      const groupRaw = blob.members.reduce((a, m) => a + m.rawLength, 0);
+      const idBytes = blob.ids ? MEMBER_ID_BYTES : 0;
+      const type = blob.ids ? BlobType.IdMember : BlobType.Member;
+      const groupRaw = blob.members.reduce((a, m) => a + idBytes + m.rawLength, 0);
       let inner = 0;
       for (const m of blob.members) {
-        p.blobs.push({ id: m.id, type: BlobType.Member, compression: blob.compression, offset: p.offset, length, rawLength: m.rawLength, inner, groupRaw });
+        inner += idBytes;
+        p.blobs.push({ id: m.id, type, compression: blob.compression, offset: p.offset, length, rawLength: m.rawLength, inner, groupRaw });
         inner += m.rawLength;
       }
     } else {

@@ -15,6 +15,8 @@ export interface WorkerInit {
   packNaming: 'tail' | 'content';
   /** Data blobs are sealed with their chunk's id in the aad (format 3). */
   boundIds: boolean;
+  /** Groups hold each member's id before its bytes (format 4, IdGroup). */
+  idGroups: boolean;
   /** Chunk ids already in the vault, so a backup does not store them again: one table in shared memory for all
    * workers (MasterIndex.sharedIds). */
   knownIds?: SharedIdTable;

@@ -3,7 +3,7 @@
 import { open, sealParts, sha256 } from './crypto.js';
 import type { MasterKeys } from './keys.js';
 import { IdTable, slotCountFor, type SharedIdTable } from './id-table.js';
-import { BlobType, Ref, REF_WIDTH, decodePackHeader, encodePackHeader, headerContentBytes, readPackHeader, walkPackHeader, type BlobRefs, type PackBlob } from './pack.js';
+import { Ref, isMember, REF_WIDTH, decodePackHeader, encodePackHeader, headerContentBytes, readPackHeader, walkPackHeader, type BlobRefs, type PackBlob } from './pack.js';
 import type { Storage } from './storage.js';
 
 export const INDEX_AAD = 'clinicvault:index:v1';
@@ -378,7 +378,7 @@ class Columns {
 
   blob(e: number, id: Buffer): PackBlob {
     const b: PackBlob = { id, type: this.type[e]!, compression: this.compression[e]!, offset: this.offset[e]!, length: this.length[e]!, rawLength: this.rawLength[e]! };
-    if (b.type === BlobType.Member) {
+    if (isMember(b)) {
       b.inner = this.inner[e]!;
       b.groupRaw = this.groupRaw[e]!;
     }

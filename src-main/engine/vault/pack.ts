@@ -2,7 +2,8 @@
 // rebuilt from the packs alone. A blob holds one chunk, or (format 2) a group of small chunks (database pages, dump
 // pieces) compressed and sealed together, each still named and deduplicated on its own. A pack is named by the
 // SHA-256 of its bytes (format 1) or of its tail, the sealed header and its length (format 2; FORMAT.md). Format 3
-// seals each data blob with its chunk id in the aad (dataBlobAad).
+// seals each data blob with its chunk id in the aad (dataBlobAad). Format 4 writes each group member's id before its
+// bytes, inside the group (IdGroup), so that a reader checks a member by its id instead of hashing it (decision 0035).
 import { createHmac } from 'node:crypto';
 import { hmac, open, openInPieces, seal, sha256, type Aad } from './crypto.js';
 import { Compression, decompressChunk } from './compress.js';
@@ -13,6 +14,10 @@ export const BLOB_AAD = 'clinicvault:blob:v1';
 /** Format 3: a data blob's aad is this followed by its chunk's 32-byte id (dataBlobAad). */
 const BOUND_BLOB_AAD = Buffer.from('clinicvault:blob:v2', 'utf8');
 export const GROUP_AAD = 'clinicvault:group:v1';
+/** Format 4: the aad of a group whose members' ids are in its plaintext (IdGroup). */
+export const ID_GROUP_AAD = 'clinicvault:group:v2';
+/** Bytes of a member's id before its bytes in an IdGroup's plaintext. */
+export const MEMBER_ID_BYTES = 32;
 export const HEADER_AAD = 'clinicvault:pack-header:v1';
 const HEADER_MAGIC = Buffer.from('CVP1');
 const ENTRY_BYTES = 42;
@@ -28,6 +33,11 @@ export const enum BlobType {
   Group = 1,
   /** A chunk inside the Group entry before it; it takes no bytes of its own in the pack. */
   Member = 2,
+  /** Format 4: a sealed blob whose plaintext is, for each IdMember entry that follows it, the member's 32-byte id and
+   * then its bytes (on disk only). */
+  IdGroup = 3,
+  /** A chunk inside the IdGroup entry before it, its id just before its bytes there. */
+  IdMember = 4,
 }
 export { Compression } from './compress.js';
 
@@ -51,8 +61,19 @@ export function dataBlobAad(id: Uint8Array, bound: boolean): Aad {
   return bound ? Buffer.concat([BOUND_BLOB_AAD, id]) : BLOB_AAD;
 }
 
-function isMember(b: PackBlob): boolean {
-  return b.type === BlobType.Member;
+/** Whether b is a chunk inside a group (Member or IdMember). */
+export function isMember(b: Pick<PackBlob, 'type'>): boolean {
+  return b.type === BlobType.Member || b.type === BlobType.IdMember;
+}
+
+/** The bytes a member takes in its group's plaintext: its own, and in an IdGroup its id before them. */
+export function memberSpan(b: Pick<PackBlob, 'type' | 'rawLength'>): number {
+  return b.type === BlobType.IdMember ? MEMBER_ID_BYTES + b.rawLength : b.rawLength;
+}
+
+/** The plaintext of a group made of these members' bytes: one after the other, each after its id in an IdGroup. */
+export function groupPlaintext(members: ReadonlyArray<{ id: Buffer; data: Buffer }>, ids: boolean): Buffer {
+  return Buffer.concat(ids ? members.flatMap((m) => [m.id, m.data]) : members.map((m) => m.data));
 }
 
 /** Whether b is a member of the same group blob as the member before it in a pack's list. */
@@ -78,8 +99,8 @@ export function encodePackHeader(blobs: PackBlob[]): Buffer {
   };
   blobs.forEach((b, i) => {
     if (!isMember(b)) return entry(b.type, b.compression, b.length, b.rawLength, b.id);
-    if (!sameGroup(blobs[i - 1], b)) entry(BlobType.Group, b.compression, b.length, b.groupRaw!, NO_ID);
-    entry(BlobType.Member, 0, 0, b.rawLength, b.id);
+    if (!sameGroup(blobs[i - 1], b)) entry(b.type === BlobType.IdMember ? BlobType.IdGroup : BlobType.Group, b.compression, b.length, b.groupRaw!, NO_ID);
+    entry(b.type, 0, 0, b.rawLength, b.id);
   });
   return out;
 }
@@ -88,7 +109,7 @@ export function decodePackHeader(buf: Buffer): PackBlob[] {
   const blobs: PackBlob[] = [];
   walkPackHeader(buf, (type, compression, offset, length, rawLength, idAt, inner, groupRaw) => {
     const b: PackBlob = { id: Buffer.from(buf.subarray(idAt, idAt + 32)), type, compression, offset, length, rawLength };
-    if (type === BlobType.Member) {
+    if (type === BlobType.Member || type === BlobType.IdMember) {
       b.inner = inner;
       b.groupRaw = groupRaw;
     }
@@ -98,7 +119,8 @@ export function decodePackHeader(buf: Buffer): PackBlob[] {
 }
 
 /** What decodePackHeader reads, entry by entry, without making objects: for each chunk its fields as a PackBlob
- * has them, and where its id is in buf (inner and groupRaw are 0 outside a group). Throws on a malformed header,
+ * has them, and where its id is in buf (inner and groupRaw are 0 outside a group; in an IdGroup inner is where the
+ * member's bytes start, after its id). Throws on a malformed header,
  * possibly after some chunks were visited; returns how many chunks there are. */
 export function walkPackHeader(
   buf: Buffer,
@@ -110,7 +132,7 @@ export function walkPackHeader(
   let chunks = 0;
   let o = 8;
   let offset = 0;
-  let group: { offset: number; length: number; compression: number; raw: number; inner: number; members: number } | undefined;
+  let group: { ids: boolean; offset: number; length: number; compression: number; raw: number; inner: number; members: number } | undefined;
   const closeGroup = (): void => {
     if (group && (group.members === 0 || group.inner !== group.raw)) throw new Error('bad pack header: a group does not add up');
     group = undefined;
@@ -120,15 +142,17 @@ export function walkPackHeader(
     const compression = buf.readUInt8(o + 1);
     const length = buf.readUInt32LE(o + 2);
     const rawLength = buf.readUInt32LE(o + 6);
-    if (type === BlobType.Member) {
+    if (type === BlobType.Member || type === BlobType.IdMember) {
       if (!group || length !== 0) throw new Error('bad pack header: a group member outside a group');
+      if (group.ids !== (type === BlobType.IdMember)) throw new Error('bad pack header: a member of the wrong kind for its group');
+      if (group.ids) group.inner += MEMBER_ID_BYTES;
       visit?.(type, group.compression, group.offset, group.length, rawLength, o + 10, group.inner, group.raw);
       chunks++;
       group.inner += rawLength;
       group.members++;
     } else {
       closeGroup();
-      if (type === BlobType.Group) group = { offset, length, compression, raw: rawLength, inner: 0, members: 0 };
+      if (type === BlobType.Group || type === BlobType.IdGroup) group = { ids: type === BlobType.IdGroup, offset, length, compression, raw: rawLength, inner: 0, members: 0 };
       else if (type === BlobType.Data) {
         visit?.(type, compression, offset, length, rawLength, o + 10, 0, 0);
         chunks++;
@@ -156,7 +180,7 @@ export function packContentBytes(blobs: PackBlob[]): number {
 export function headerContentBytes(buf: Buffer): number {
   const n = buf.readUInt32LE(4);
   let total = 0;
-  for (let i = 0, o = 8; i < n; i++, o += ENTRY_BYTES) if (buf[o] !== BlobType.Member) total += buf.readUInt32LE(o + 2);
+  for (let i = 0, o = 8; i < n; i++, o += ENTRY_BYTES) if (buf[o] !== BlobType.Member && buf[o] !== BlobType.IdMember) total += buf.readUInt32LE(o + 2);
   return total;
 }
 
@@ -171,8 +195,8 @@ export function headerCheckWork(buf: Buffer): number {
   for (let i = 0, o = 8; i < n; i++, o += ENTRY_BYTES) {
     const type = buf[o];
     const raw = buf.readUInt32LE(o + 6);
-    if (type !== BlobType.Group) work += raw + 8192;
-    if (type !== BlobType.Member && buf[o + 1] !== 0) work += raw;
+    if (type !== BlobType.Group && type !== BlobType.IdGroup) work += raw + 8192;
+    if (type !== BlobType.Member && type !== BlobType.IdMember && buf[o + 1] !== 0) work += raw;
   }
   return work;
 }
@@ -289,13 +313,23 @@ function checkId(keys: MasterKeys, plain: Buffer, blob: PackBlob, packId: string
 
 /** The plaintext of a member's whole group (every member, one after the other). */
 function openGroup(keys: MasterKeys, sealed: Buffer, member: PackBlob, packId: string): Buffer {
-  const plain = openSealed(keys, sealed, GROUP_AAD, member.compression, member.groupRaw!, member.id, packId, 'the stored bytes of its group were changed');
+  const aad = member.type === BlobType.IdMember ? ID_GROUP_AAD : GROUP_AAD;
+  const plain = openSealed(keys, sealed, aad, member.compression, member.groupRaw!, member.id, packId, 'the stored bytes of its group were changed');
   if (plain.length !== member.groupRaw) throw new ChunkIntegrityError(member.id.toString('hex'), packId, 'its group has the wrong size');
   return plain;
 }
 
+/** A member's bytes in its group's plaintext, checked to be that chunk. In an IdGroup (format 4) the id written
+ * before them must be the member's: the group's tag has proved them as their writer sealed them, so they are not
+ * hashed again (decision 0035). In a Group they are hashed. */
 function memberOf(keys: MasterKeys, group: Buffer, member: PackBlob, packId: string): Buffer {
-  return checkId(keys, group.subarray(member.inner!, member.inner! + member.rawLength), member, packId);
+  const inner = member.inner!;
+  const plain = group.subarray(inner, inner + member.rawLength);
+  if (member.type !== BlobType.IdMember) return checkId(keys, plain, member, packId);
+  if (inner < MEMBER_ID_BYTES || group.compare(member.id, 0, MEMBER_ID_BYTES, inner - MEMBER_ID_BYTES, inner) !== 0) {
+    throw new ChunkIntegrityError(member.id.toString('hex'), packId, 'its group holds another chunk in its place');
+  }
+  return checkId(keys, plain, member, packId, false);
 }
 
 /** Opens chunks one after the other, keeping the last few groups it opened: members of a group read one after the
@@ -433,7 +467,7 @@ export function blobRef(refs: BlobRefs, i: number): PackBlob {
     length: m[k + Ref.length]!,
     rawLength: m[k + Ref.rawLength]!,
   };
-  if (b.type === BlobType.Member) {
+  if (isMember(b)) {
     b.inner = m[k + Ref.inner]!;
     b.groupRaw = m[k + Ref.groupRaw]!;
   }

@@ -16,13 +16,14 @@ import { validateStoredPolicy, type RetentionPolicy } from '../retention.js';
 import { VaultLock } from './lock.js';
 
 export const FORMAT_NAME = 'clinicvault-vault';
-export const FORMAT_VERSION = 3;
+export const FORMAT_VERSION = 4;
 
 /** What a vault's format says writers use and readers expect. Format 2: small database chunks stored in groups,
- * packs named by their tail. Format 3: each data blob's chunk id is in its aad (`boundIds`, pack.ts dataBlobAad). A
- * vault is written in its own format, so the ClinicVault that made it can still read it. */
-export function formatFeatures(config: Pick<VaultConfig, 'version'>): { groups: boolean; packNaming: PackNaming; boundIds: boolean } {
-  return { groups: config.version >= 2, packNaming: config.version >= 2 ? 'tail' : 'content', boundIds: config.version >= 3 };
+ * packs named by their tail. Format 3: each data blob's chunk id is in its aad (`boundIds`, pack.ts dataBlobAad).
+ * Format 4: each group holds its members' ids before their bytes (`idGroups`, pack.ts IdGroup). A vault is written
+ * in its own format, so the ClinicVault that made it can still read it. */
+export function formatFeatures(config: Pick<VaultConfig, 'version'>): { groups: boolean; packNaming: PackNaming; boundIds: boolean; idGroups: boolean } {
+  return { groups: config.version >= 2, packNaming: config.version >= 2 ? 'tail' : 'content', boundIds: config.version >= 3, idGroups: config.version >= 4 };
 }
 
 export interface VaultConfig {

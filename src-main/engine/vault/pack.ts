@@ -203,7 +203,7 @@ export function headerCheckWork(buf: Buffer): number {
 
 /** The stored bytes a chunk accounts for: its blob, or its share of its group's blob. */
 export function storedShare(b: PackBlob): number {
-  return isMember(b) ? Math.round((b.length * b.rawLength) / Math.max(1, b.groupRaw!)) : b.length;
+  return isMember(b) ? Math.round((b.length * memberSpan(b)) / Math.max(1, b.groupRaw!)) : b.length;
 }
 
 /** The tail of a pack: its sealed header and the header's length. */

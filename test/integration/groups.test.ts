@@ -29,6 +29,26 @@ function allChunks(vault: Vault): Buffer[] {
   return out;
 }
 
+/** A new vault set back to an older format `version` (as ClinicVault of that version made it), and the CLI's env. */
+async function vaultOfFormat(work: string, version: number): Promise<{ vaultDir: string; env: NodeJS.ProcessEnv }> {
+  const vaultDir = path.join(work, 'vault');
+  await Vault.init(vaultDir, PASS);
+  const configFile = path.join(vaultDir, 'config.json');
+  fs.writeFileSync(configFile, JSON.stringify({ ...JSON.parse(fs.readFileSync(configFile, 'utf8')), version }, null, 2));
+  return { vaultDir, env: cliEnv(path.join(work, 'home')) };
+}
+
+/** A clinic database of `rows` rows backed up by the CLI into a new vault of format `version`, opened. */
+async function databaseInFormat(version: number, rows: number): Promise<{ work: string; db: string; vaultDir: string; env: NodeJS.ProcessEnv; vault: Vault }> {
+  const work = tempDir(`cv-groups-v${version}-`);
+  const db = path.join(work, 'clinic.sqlite');
+  makeClinicDb(db, rows);
+  const { vaultDir, env } = await vaultOfFormat(work, version);
+  const b = cli(['backup', '--vault', vaultDir, '--sqlite', db], env);
+  expect(b.code, b.stderr).toBe(0);
+  return { work, db, vaultDir, env, vault: await Vault.open(vaultDir, { passphrase: PASS }) };
+}
+
 function change(db: string, day: number, note: string): void {
   const d = new Database(db);
   d.pragma('secure_delete = ON');
@@ -104,11 +124,7 @@ describe('format 2: database pages in groups', () => {
     const media = path.join(work, 'media');
     fs.mkdirSync(media);
     fs.writeFileSync(path.join(media, 'scan.pdf'), randomBytes(200_000));
-    const vaultDir = path.join(work, 'vault');
-    await Vault.init(vaultDir, PASS);
-    const configFile = path.join(vaultDir, 'config.json');
-    fs.writeFileSync(configFile, JSON.stringify({ ...JSON.parse(fs.readFileSync(configFile, 'utf8')), version: 2 }, null, 2));
-    const env = cliEnv(path.join(work, 'home'));
+    const { vaultDir, env } = await vaultOfFormat(work, 2);
     const b = cli(['backup', '--vault', vaultDir, '--sqlite', db, '--folder', media], env);
     expect(b.code, b.stderr).toBe(0);
     const vault = await Vault.open(vaultDir, { passphrase: PASS });
@@ -132,17 +148,7 @@ describe('format 2: database pages in groups', () => {
   });
 
   it('a format 3 vault is still written as format 3: groups without their members\' ids, so ClinicVault 0.3 reads it', async () => {
-    const work = tempDir('cv-groups-v3-');
-    const db = path.join(work, 'clinic.sqlite');
-    makeClinicDb(db, 300);
-    const vaultDir = path.join(work, 'vault');
-    await Vault.init(vaultDir, PASS);
-    const configFile = path.join(vaultDir, 'config.json');
-    fs.writeFileSync(configFile, JSON.stringify({ ...JSON.parse(fs.readFileSync(configFile, 'utf8')), version: 3 }, null, 2));
-    const env = cliEnv(path.join(work, 'home'));
-    const b = cli(['backup', '--vault', vaultDir, '--sqlite', db], env);
-    expect(b.code, b.stderr).toBe(0);
-    const vault = await Vault.open(vaultDir, { passphrase: PASS });
+    const { work, db, vaultDir, env, vault } = await databaseInFormat(3, 300);
     const blobs = [...(await vault.loadIndex()).packs.values()].flatMap((p) => p.blobs);
     expect(blobs.length).toBeGreaterThan(30);
     expect(blobs.every((x) => x.type === BlobType.Member)).toBe(true);
@@ -161,17 +167,7 @@ describe('format 2: database pages in groups', () => {
   });
 
   it('a format 1 vault is still written as format 1: one blob per page, packs named by their whole content', async () => {
-    const work = tempDir('cv-groups-v1-');
-    const db = path.join(work, 'clinic.sqlite');
-    makeClinicDb(db, 100);
-    const vaultDir = path.join(work, 'vault');
-    await Vault.init(vaultDir, PASS);
-    const configFile = path.join(vaultDir, 'config.json');
-    fs.writeFileSync(configFile, JSON.stringify({ ...JSON.parse(fs.readFileSync(configFile, 'utf8')), version: 1 }, null, 2));
-    const env = cliEnv(path.join(work, 'home'));
-    const b = cli(['backup', '--vault', vaultDir, '--sqlite', db], env);
-    expect(b.code, b.stderr).toBe(0);
-    const vault = await Vault.open(vaultDir, { passphrase: PASS });
+    const { work, db, vaultDir, env, vault } = await databaseInFormat(1, 100);
     const index = await vault.loadIndex();
     expect(index.packs.size).toBeGreaterThan(0);
     for (const [id, rec] of index.packs) {

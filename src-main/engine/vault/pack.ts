@@ -109,7 +109,7 @@ export function decodePackHeader(buf: Buffer): PackBlob[] {
   const blobs: PackBlob[] = [];
   walkPackHeader(buf, (type, compression, offset, length, rawLength, idAt, inner, groupRaw) => {
     const b: PackBlob = { id: Buffer.from(buf.subarray(idAt, idAt + 32)), type, compression, offset, length, rawLength };
-    if (type === BlobType.Member || type === BlobType.IdMember) {
+    if (isMember(b)) {
       b.inner = inner;
       b.groupRaw = groupRaw;
     }

@@ -61,9 +61,19 @@ export function dataBlobAad(id: Uint8Array, bound: boolean): Aad {
   return bound ? Buffer.concat([BOUND_BLOB_AAD, id]) : BLOB_AAD;
 }
 
+/** Whether an entry type is a chunk inside a group (Member or IdMember). */
+function isMemberType(type: number | undefined): boolean {
+  return type === BlobType.Member || type === BlobType.IdMember;
+}
+
+/** Whether an entry type is a group blob (Group or IdGroup). */
+function isGroupType(type: number | undefined): boolean {
+  return type === BlobType.Group || type === BlobType.IdGroup;
+}
+
 /** Whether b is a chunk inside a group (Member or IdMember). */
 export function isMember(b: Pick<PackBlob, 'type'>): boolean {
-  return b.type === BlobType.Member || b.type === BlobType.IdMember;
+  return isMemberType(b.type);
 }
 
 /** The bytes a member takes in its group's plaintext: its own, and in an IdGroup its id before them. */
@@ -142,7 +152,7 @@ export function walkPackHeader(
     const compression = buf.readUInt8(o + 1);
     const length = buf.readUInt32LE(o + 2);
     const rawLength = buf.readUInt32LE(o + 6);
-    if (type === BlobType.Member || type === BlobType.IdMember) {
+    if (isMemberType(type)) {
       if (!group || length !== 0) throw new Error('bad pack header: a group member outside a group');
       if (group.ids !== (type === BlobType.IdMember)) throw new Error('bad pack header: a member of the wrong kind for its group');
       if (group.ids) group.inner += MEMBER_ID_BYTES;
@@ -152,7 +162,7 @@ export function walkPackHeader(
       group.members++;
     } else {
       closeGroup();
-      if (type === BlobType.Group || type === BlobType.IdGroup) group = { ids: type === BlobType.IdGroup, offset, length, compression, raw: rawLength, inner: 0, members: 0 };
+      if (isGroupType(type)) group = { ids: type === BlobType.IdGroup, offset, length, compression, raw: rawLength, inner: 0, members: 0 };
       else if (type === BlobType.Data) {
         visit?.(type, compression, offset, length, rawLength, o + 10, 0, 0);
         chunks++;
@@ -180,7 +190,7 @@ export function packContentBytes(blobs: PackBlob[]): number {
 export function headerContentBytes(buf: Buffer): number {
   const n = buf.readUInt32LE(4);
   let total = 0;
-  for (let i = 0, o = 8; i < n; i++, o += ENTRY_BYTES) if (buf[o] !== BlobType.Member && buf[o] !== BlobType.IdMember) total += buf.readUInt32LE(o + 2);
+  for (let i = 0, o = 8; i < n; i++, o += ENTRY_BYTES) if (!isMemberType(buf[o])) total += buf.readUInt32LE(o + 2);
   return total;
 }
 
@@ -195,8 +205,8 @@ export function headerCheckWork(buf: Buffer): number {
   for (let i = 0, o = 8; i < n; i++, o += ENTRY_BYTES) {
     const type = buf[o];
     const raw = buf.readUInt32LE(o + 6);
-    if (type !== BlobType.Group && type !== BlobType.IdGroup) work += raw + 8192;
-    if (type !== BlobType.Member && type !== BlobType.IdMember && buf[o + 1] !== 0) work += raw;
+    if (!isGroupType(type)) work += raw + 8192;
+    if (!isMemberType(type) && buf[o + 1] !== 0) work += raw;
   }
   return work;
 }
@@ -311,7 +321,7 @@ function checkId(keys: MasterKeys, plain: Buffer, blob: PackBlob, packId: string
   return plain;
 }
 
-/** The plaintext of a member's whole group (every member, one after the other). */
+/** The plaintext of a member's whole group (every member, one after the other; in an IdGroup each after its id). */
 function openGroup(keys: MasterKeys, sealed: Buffer, member: PackBlob, packId: string): Buffer {
   const aad = member.type === BlobType.IdMember ? ID_GROUP_AAD : GROUP_AAD;
   const plain = openSealed(keys, sealed, aad, member.compression, member.groupRaw!, member.id, packId, 'the stored bytes of its group were changed');

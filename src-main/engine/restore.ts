@@ -280,6 +280,15 @@ async function restoreWith(vault: Vault, snapshot: Snapshot, opts: RestoreOption
   };
   const fatal: { err?: unknown } = {};
 
+  // Each file's chunks as index entries (-1: in no pack), and the order its jobs go in.
+  const located = new Map<PlannedItem, Int32Array>();
+  for (const it of files) {
+    const flat = contentIds(it.entry.content);
+    const entries = new Int32Array(flat.length / 32);
+    for (let k = 0; k < entries.length; k++) entries[k] = index.locate(flat, k * 32);
+    located.set(it, entries);
+  }
+  const order = interleave(files, (it) => located.get(it)!.every((e) => e >= 0 && index.storedAsIs(e)));
   const syncs = new Gate(SYNCS_AT_ONCE);
   /** Restore one file; `written` is called once its contents are written (or it failed), before the fsync. */
   const restoreFile = async (it: PlannedItem, dir: string, written: () => void): Promise<void> => {
@@ -291,13 +300,12 @@ async function restoreWith(vault: Vault, snapshot: Snapshot, opts: RestoreOption
     try {
       // The chunks are looked up as entry numbers and sent as flat arrays (index.refs): no object per chunk on this
       // thread.
-      const flat = contentIds(it.entry.content);
       const cached = it.sqliteSource !== undefined;
-      const entries = new Int32Array(flat.length / 32);
-      for (let k = 0; k < entries.length; k++) {
-        const e = index.locate(flat, k * 32);
-        if (e < 0) throw new ChunkIntegrityError(flat.subarray(k * 32, k * 32 + 32).toString('hex'), '(none)', 'is not in any pack (missing from the vault)');
-        entries[k] = e;
+      const entries = located.get(it)!;
+      const missing = entries.indexOf(-1);
+      if (missing >= 0) {
+        const flat = contentIds(it.entry.content);
+        throw new ChunkIntegrityError(flat.subarray(missing * 32, missing * 32 + 32).toString('hex'), '(none)', 'is not in any pack (missing from the vault)');
       }
       if (it.entry.size <= SEGMENT) {
         // One job writes the whole file: the worker creates it, writes it and sets its mode and time. This thread
@@ -396,10 +404,9 @@ async function restoreWith(vault: Vault, snapshot: Snapshot, opts: RestoreOption
     const folders = new Folders(target);
     const dirOf = new Map<PlannedItem, Promise<string>>();
     for (const it of plan) dirOf.set(it, folders.ensure(it.entry.type === 'dir' ? it.segments : it.segments.slice(0, -1)));
-    for (const it of plan) {
+    for (const it of order) {
       opts.signal?.throwIfAborted();
       if (fatal.err) break;
-      if (it.entry.type === 'dir') continue;
       let written!: () => void;
       const w = new Promise<void>((resolve) => (written = resolve)).then(() => void writing.delete(w));
       writing.add(w);
@@ -431,6 +438,29 @@ async function restoreWith(vault: Vault, snapshot: Snapshot, opts: RestoreOption
     emit(true);
   }
   return result;
+}
+
+/** The files in the order their jobs are sent: those stored as they are (photos, streamed, their jobs waiting for the
+ * disk) mixed with the others (a database, documents: CPU work), each list in its own order, so that the same share of
+ * each has been sent at every moment. Each worker then has one job of each kind to run at once (decision 0036). */
+export function interleave<T extends { entry: { size: number } }>(files: readonly T[], streamed: (it: T) => boolean): T[] {
+  const a: T[] = [];
+  const b: T[] = [];
+  for (const it of files) (streamed(it) ? a : b).push(it);
+  const total = (l: T[]): number => l.reduce((n, it) => n + it.entry.size, 0) || 1;
+  const [ta, tb] = [total(a), total(b)];
+  const out: T[] = [];
+  let [i, j, da, db] = [0, 0, 0, 0];
+  while (i < a.length || j < b.length) {
+    if (j >= b.length || (i < a.length && da / ta < db / tb)) {
+      da += a[i]!.entry.size;
+      out.push(a[i++]!);
+    } else {
+      db += b[j]!.entry.size;
+      out.push(b[j++]!);
+    }
+  }
+  return out;
 }
 
 function databaseCheck(file: string, label: string, expected: Record<string, number>, check: SqliteCheckResult, checked: 'quick' | 'full'): DatabaseCheck {

@@ -12,12 +12,12 @@ import { Compression, compressChunk, compressorsMade } from '../vault/compress.j
 import { IdTable } from '../vault/id-table.js';
 import { sealLazily, sealParts } from '../vault/crypto.js';
 import type { MasterKeys } from '../vault/keys.js';
-import { BlobOpener, BlobType, ChunkIntegrityError, GROUP_AAD, ID_GROUP_AAD, MEMBER_ID_BYTES, Ref, REF_WIDTH, blobRef, blobRuns, dataBlobAad, decodePackHeader, runsOf, encodePackHeader, packTailMatches, parsePack, type PackBlob } from '../vault/pack.js';
+import { ArrivingBlob, BlobOpener, BlobType, ChunkIntegrityError, GROUP_AAD, ID_GROUP_AAD, MEMBER_ID_BYTES, Ref, REF_WIDTH, blobRef, blobRuns, dataBlobAad, decodePackHeader, runsOf, encodePackHeader, packTailMatches, parsePack, type PackBlob } from '../vault/pack.js';
 import { LocalStorage } from '../vault/storage.js';
 import { alignedMemory, DIRECT_ALIGN, O_DIRECT, refusesDirect } from '../vault/direct-io.js';
 import { PackWriter } from './pack-writer.js';
 import { collectGarbage } from './young-generation.js';
-import type { ChunkJob, ChunkResult, CommandJob, JobReply, JobValue, RestoreJob, RestoreJobResult, VerifyJob, WorkerInit, WorkerJob, WorkerEvent } from './protocol.js';
+import { isStreamed, type ChunkJob, type ChunkResult, type CommandJob, type JobReply, type JobValue, type RestoreJob, type RestoreJobResult, type VerifyJob, type WorkerInit, type WorkerJob, type WorkerEvent } from './protocol.js';
 
 const init = workerData as WorkerInit;
 const keys: MasterKeys = { encryption: Buffer.from(init.encryptionKey), id: Buffer.from(init.idKey) };
@@ -102,7 +102,7 @@ function collectNow(): void {
   // left by PROMOTED_MAX, collect in full now (~5 ms). Buffers are freed within the collection (the entry point
   // turns off concurrent sweeping of their memory, young-generation.ts), so the figure read here is current.
   const external = getHeapStatistics().external_memory;
-  if (external > externalAfterFull + PROMOTED_MAX) {
+  if (external > externalAfterFull + (streaming > 0 ? PROMOTED_MAX_SHARED : PROMOTED_MAX)) {
     collectGarbage('major');
     externalAfterFull = getHeapStatistics().external_memory;
   }
@@ -110,6 +110,9 @@ function collectNow(): void {
 /** Bytes of buffers (ArrayBuffer backing stores) alive after this worker's last full collection. */
 let externalAfterFull = 0;
 const PROMOTED_MAX = 16 * 1024 * 1024;
+/** While a streamed restore job runs beside another job (decision 0036), each collection finds the other job's
+ * buffers still in use and promotes them: 8 MiB kept a restore's peak at 172-190 MB instead of 190-198 MB. */
+const PROMOTED_MAX_SHARED = 8 * 1024 * 1024;
 
 class SourceError extends Error {
   constructor(readonly code: string | undefined, message: string) {
@@ -373,16 +376,16 @@ function packBuffer(size: number): Buffer {
   return packBuf.subarray(0, size);
 }
 
-function packFd(packId: string): number {
-  let fd = packFds.get(packId);
+function packFd(packId: string, open = packFds): number {
+  let fd = open.get(packId);
   if (fd !== undefined) {
-    packFds.delete(packId);
-    packFds.set(packId, fd);
+    open.delete(packId);
+    open.set(packId, fd);
     return fd;
   }
-  if (packFds.size >= 16) {
-    const [oldId, oldFd] = packFds.entries().next().value as [string, number];
-    packFds.delete(oldId);
+  if (open.size >= 16) {
+    const [oldId, oldFd] = open.entries().next().value as [string, number];
+    open.delete(oldId);
     fs.closeSync(oldFd);
   }
   try {
@@ -390,7 +393,7 @@ function packFd(packId: string): number {
   } catch (err) {
     throw new ChunkIntegrityError('', packId, `its pack cannot be opened (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
   }
-  packFds.set(packId, fd);
+  open.set(packId, fd);
   return fd;
 }
 
@@ -400,14 +403,50 @@ function packFd(packId: string): number {
  * same as 1 MiB; `dd` with bs=4M against bs=1M: 1.1 against 0.6 s). It also holds less plaintext waiting. */
 const PENDING_MAX = 1024 * 1024;
 
-/** Restored bytes written past the page cache (decision 0029) go in blocks of OUT_BLOCK, OUT_BLOCKS per worker: one
- * fills while the others are being written. A stretch shorter than OUT_DIRECT_MIN goes through the page cache. */
-const OUT_BLOCK = 2 * 1024 * 1024;
-const OUT_BLOCKS = 3;
+/** A stretch shorter than OUT_DIRECT_MIN goes through the page cache. */
 const OUT_DIRECT_MIN = 64 * 1024;
 /** undefined until tried; false where the platform, the memory or the file system refuses O_DIRECT. */
 let outDirect: boolean | undefined = O_DIRECT === undefined ? false : undefined;
-let outFree: Buffer[] | undefined;
+
+/** Page-aligned blocks for the restored bytes written past the page cache (decision 0029): one fills while the others
+ * are being written. Made on first use. Each of a worker's two kinds of restore job has its own set (decision 0036),
+ * so that one never waits for a block the other holds. */
+class BlockSet {
+  free: Buffer[] | undefined;
+  /** Blocks being written. */
+  inFlight = 0;
+  private waiters: Array<() => void> = [];
+
+  constructor(
+    readonly size: number,
+    private readonly count: number,
+  ) {}
+
+  /** Make the blocks (throws where WebAssembly memory is refused, ulimit -v). */
+  make(): void {
+    if (this.free) return;
+    const memory = alignedMemory(this.count * this.size);
+    this.free = [];
+    for (let i = 0; i < this.count; i++) this.free.push(memory.subarray(i * this.size, (i + 1) * this.size));
+  }
+
+  /** A block's write ended: it is free again. */
+  back(block: Buffer): void {
+    this.free!.push(block);
+    const w = this.waiters;
+    this.waiters = [];
+    for (const wake of w) wake();
+  }
+
+  /** Resolves once a block comes back. */
+  changed(): Promise<void> {
+    return new Promise<void>((resolve) => this.waiters.push(resolve));
+  }
+}
+/** Chunks opened whole (compressed, or in groups): CPU-bound jobs, whose writes rarely queue. */
+const openedBlocks = new BlockSet(1024 * 1024, 3);
+/** Chunks stored as they are (photos), streamed from the pack to the file: their job waits for the disk. */
+const streamedBlocks = new BlockSet(2 * 1024 * 1024, 3);
 
 /** Where a restore job's bytes go. A contiguous stretch is copied into page-aligned blocks, and each full block is
  * written with O_DIRECT while the next fills: writing the 1.7 GB of a restore into fresh page-cache pages had kept
@@ -423,7 +462,6 @@ class RestoreOut {
   private writing = 0;
   /** Bytes written past the page cache. */
   directBytes = 0;
-  private wake: (() => void) | undefined;
   private failure: unknown;
   private pending: Buffer[] = [];
   private pendingBytes = 0;
@@ -433,14 +471,11 @@ class RestoreOut {
     readonly fd: number,
     file: string,
     length: number,
+    private readonly blocks: BlockSet,
   ) {
     if (outDirect === false || length < OUT_DIRECT_MIN) return;
     try {
-      if (!outFree) {
-        const memory = alignedMemory(OUT_BLOCKS * OUT_BLOCK);
-        outFree = [];
-        for (let i = 0; i < OUT_BLOCKS; i++) outFree.push(memory.subarray(i * OUT_BLOCK, (i + 1) * OUT_BLOCK));
-      }
+      blocks.make();
       this.direct = fs.openSync(file, fs.constants.O_WRONLY | O_DIRECT!);
       outDirect = true;
     } catch (err) {
@@ -469,22 +504,23 @@ class RestoreOut {
       this.at = at + head;
     }
     while (off < plain.length) {
-      const n = Math.min(plain.length - off, OUT_BLOCK - this.fill);
+      const size = this.blocks.size;
+      const n = Math.min(plain.length - off, size - this.fill);
       plain.copy(this.block!, this.fill, off, off + n);
       this.fill += n;
       off += n;
-      if (this.fill === OUT_BLOCK) {
-        this.writeDirect(OUT_BLOCK);
-        this.at += OUT_BLOCK;
+      if (this.fill === size) {
+        this.writeDirect(size);
+        this.at += size;
         this.block = off < plain.length ? this.takeBlock() : undefined;
       }
     }
   }
 
   /** A free block. There always is one: a block is sent to be written in the background only while another is free
-   * (writeDirect), so at most OUT_BLOCKS - 1 are under way. */
+   * (writeDirect), so at most all but one are under way. */
   private takeBlock(): Buffer {
-    const free = outFree!.pop();
+    const free = this.blocks.free!.pop();
     if (free) return free;
     throw new Error('internal error: no free block for the restored bytes');
   }
@@ -495,7 +531,8 @@ class RestoreOut {
     const at = this.at;
     this.block = undefined;
     this.fill = 0;
-    if (outFree!.length === 0) {
+    const set = this.blocks;
+    if (set.free!.length === 0) {
       // No other block to fill meanwhile: written here and now.
       try {
         this.writeAllSync(this.direct!, block, 0, len, at);
@@ -504,11 +541,12 @@ class RestoreOut {
         if (!refusesDirect(err)) throw err;
         this.refused(block, 0, len, at);
       } finally {
-        outFree!.push(block);
+        set.free!.push(block);
       }
       return;
     }
     this.writing++;
+    set.inFlight++;
     const step = (done: number): void => {
       fs.write(this.direct!, block, done, len - done, at + done, (err, n) => {
         if (!err && done + n < len) return step(done + n);
@@ -523,10 +561,8 @@ class RestoreOut {
         if (err) this.failure ??= err;
         else if (outDirect !== false) this.directBytes += len;
         this.writing--;
-        outFree!.push(block);
-        const w = this.wake;
-        this.wake = undefined;
-        w?.();
+        set.inFlight--;
+        set.back(block);
       });
     };
     step(0);
@@ -559,13 +595,14 @@ class RestoreOut {
       this.writeAllSync(this.fd, block, 0, fill, at);
       this.block = undefined;
       this.fill = 0;
-      outFree!.push(block);
+      this.blocks.free!.push(block);
     }
   }
 
-  /** Resolves once a block is free for the next chunk (at once, usually); rethrows a failed write. */
+  /** Resolves once a block is free for the next bytes (at once, usually); rethrows a failed write. */
   async ready(): Promise<void> {
-    while (this.writing > 0 && outFree!.length === 0) await new Promise<void>((resolve) => (this.wake = resolve));
+    const set = this.blocks;
+    while (set.free && set.free.length === 0 && set.inFlight > 0) await set.changed();
     if (this.failure) throw this.failure;
   }
 
@@ -604,13 +641,13 @@ class RestoreOut {
   }
 
   private async settle(): Promise<void> {
-    while (this.writing > 0) await new Promise<void>((resolve) => (this.wake = resolve));
+    while (this.writing > 0) await this.blocks.changed();
   }
 
   /** Close the file's descriptors, once no write is under way (also after a failure). */
   async close(): Promise<void> {
     if (this.block) {
-      outFree!.push(this.block);
+      this.blocks.free!.push(this.block);
       this.block = undefined;
     }
     await this.settle();
@@ -624,6 +661,7 @@ class RestoreOut {
  * written as contiguous pieces are complete, in positional writes. */
 async function restoreJob(job: RestoreJob): Promise<JobValue> {
   const release = releaseCurrent;
+  const streamed = isStreamed(job);
   const n = job.packOf.length;
   const meta = job.meta;
   const dest = new Float64Array(n);
@@ -635,37 +673,14 @@ async function restoreJob(job: RestoreJob): Promise<JobValue> {
   const offset = (i: number): number => meta[i * REF_WIDTH + Ref.offset]!;
   const order = new Uint32Array(n).map((_, i) => i);
   order.sort((x, y) => job.packOf[x]! - job.packOf[y]! || offset(x) - offset(y) || meta[x * REF_WIDTH + Ref.inner]! - meta[y * REF_WIDTH + Ref.inner]!);
-  const opener = new BlobOpener(keys, init.boundIds);
   // A file written by this job alone is made here: the restore's thread then sends its job without waiting for the
   // file to be created first (creating a file costs the most of its calls; decision 0027).
-  const out = new RestoreOut(job.create ? fs.openSync(job.path, 'wx', 0o600) : fs.openSync(job.path, 'r+'), job.path, job.cached ? 0 : end - job.fileOffset);
+  const fd = job.create ? fs.openSync(job.path, 'wx', 0o600) : fs.openSync(job.path, 'r+');
+  const out = new RestoreOut(fd, job.path, job.cached ? 0 : end - job.fileOffset, streamed ? streamedBlocks : openedBlocks);
   try {
-    const runs = runsOf(n, (k) => job.packOf[order[k]!], (k) => offset(order[k]!), (k) => meta[order[k]! * REF_WIDTH + Ref.length]!, RUN_BYTES);
-    for (const run of runs) {
-      const pack = job.packs[job.packOf[order[run.from]!]!]!;
-      const buf = packBuffer(run.end - run.start);
-      const fd = packFd(pack);
-      let got = 0;
-      while (got < buf.length) {
-        const r = fs.readSync(fd, buf, got, buf.length - got, run.start + got);
-        if (r === 0) throw new ChunkIntegrityError(blobRef(job, order[run.from]!).id.toString('hex'), pack, 'its pack is truncated');
-        got += r;
-      }
-      for (let k = run.from; k < run.to; k++) {
-        const i = order[k]!;
-        const b = blobRef(job, i);
-        const rel = b.offset - run.start;
-        let at = dest[i]!;
-        // A large uncompressed chunk (a photo) comes in pieces, written as they come: into the partial file, which
-        // the restore removes if the chunk then fails to authenticate.
-        opener.openTo(buf.subarray(rel, rel + b.length), b, pack, PENDING_MAX, (plain) => {
-          out.put(plain, at);
-          at += plain.length;
-        });
-        maybeCollect(opener.takeMade());
-        await out.ready();
-      }
-    }
+    const runs = runsOf(n, (k) => job.packOf[order[k]!], (k) => offset(order[k]!), (k) => meta[order[k]! * REF_WIDTH + Ref.length]!, streamed ? STREAM_RUN : RUN_BYTES);
+    if (streamed) await writeStreamed(job, order, dest, runs, out);
+    else await writeOpened(job, order, dest, runs, out);
     out.flush();
     // The rest is waiting for the last blocks' writes: the worker takes its next job meanwhile.
     release?.();
@@ -682,6 +697,132 @@ async function restoreJob(job: RestoreJob): Promise<JobValue> {
     await out.close();
   }
   return { bytes: end - job.fileOffset, directBytes: out.directBytes } satisfies RestoreJobResult;
+}
+
+type Run = { start: number; end: number; from: number; to: number };
+
+/** Chunks opened whole (compressed, or in groups), each run of them read at once into the worker's pack buffer. */
+async function writeOpened(job: RestoreJob, order: Uint32Array, dest: Float64Array, runs: Run[], out: RestoreOut): Promise<void> {
+  const opener = new BlobOpener(keys, init.boundIds);
+  for (const run of runs) {
+    const pack = job.packs[job.packOf[order[run.from]!]!]!;
+    const buf = packBuffer(run.end - run.start);
+    const fd = packFd(pack);
+    let got = 0;
+    while (got < buf.length) {
+      const r = fs.readSync(fd, buf, got, buf.length - got, run.start + got);
+      if (r === 0) throw new ChunkIntegrityError(blobRef(job, order[run.from]!).id.toString('hex'), pack, 'its pack is truncated');
+      got += r;
+    }
+    for (let k = run.from; k < run.to; k++) {
+      const i = order[k]!;
+      const b = blobRef(job, i);
+      const rel = b.offset - run.start;
+      let at = dest[i]!;
+      // A large uncompressed chunk (in a job that also has compressed ones) comes in pieces, written as they come:
+      // into the partial file, which the restore removes if the chunk then fails to authenticate.
+      opener.openTo(buf.subarray(rel, rel + b.length), b, pack, PENDING_MAX, (plain) => {
+        out.put(plain, at);
+        at += plain.length;
+      });
+      maybeCollect(opener.takeMade());
+      await out.ready();
+      if (performance.now() - lastYield > YIELD_MS) await yieldToStream();
+    }
+  }
+}
+
+/** Streamed jobs running in this worker (writeStreamed). */
+let streaming = 0;
+/** A job opening chunks gives the thread to a streamed job's finished reads and writes after at most this long: its
+ * own awaits resolve at once (no I/O), and a streamed job's next read starts only when the last one was taken. */
+const YIELD_MS = 1;
+let lastYield = 0;
+async function yieldToStream(): Promise<void> {
+  await new Promise<void>((resolve) => setImmediate(resolve));
+  lastYield = performance.now();
+}
+
+/** Pack bytes a streamed job reads at once, into one of two buffers: the next piece is being read while this one is
+ * decrypted and written. */
+const STREAM_PIECE = 1024 * 1024;
+/** A streamed job's runs: how far one read-ahead goes in one pack (it holds no more memory for being longer). */
+const STREAM_RUN = 64 * 1024 * 1024;
+let streamBufs: [Buffer, Buffer] | undefined;
+/** A streamed job's own open packs: its reads are under way while the worker's other job opens and closes others. */
+const streamFds = new Map<string, number>();
+
+function readInto(fd: number, buf: Buffer, len: number, pos: number): Promise<number> {
+  return new Promise((resolve, reject) => fs.read(fd, buf, 0, len, pos, (err, n) => (err ? reject(err) : resolve(n))));
+}
+
+/** Chunks stored as they are (photos): each run's bytes are read in pieces on libuv's threads while the piece before
+ * is decrypted and copied into a write block, and the job waits for a free block without holding the thread. So the
+ * worker's other job (a database's pages, a document) uses the CPU while this one waits for the disk (decision 0036).
+ * Nothing larger than a piece is read or made at once, whatever the chunk's size. */
+async function writeStreamed(job: RestoreJob, order: Uint32Array, dest: Float64Array, runs: Run[], out: RestoreOut): Promise<void> {
+  const bufs = (streamBufs ??= [Buffer.allocUnsafeSlow(STREAM_PIECE), Buffer.allocUnsafeSlow(STREAM_PIECE)]);
+  const meta = job.meta;
+  streaming++;
+  try {
+    await streamRuns(job, order, dest, runs, out, bufs, meta);
+  } finally {
+    streaming--;
+  }
+}
+
+async function streamRuns(job: RestoreJob, order: Uint32Array, dest: Float64Array, runs: Run[], out: RestoreOut, bufs: [Buffer, Buffer], meta: Uint32Array): Promise<void> {
+  for (const run of runs) {
+    const pack = job.packs[job.packOf[order[run.from]!]!]!;
+    const fd = packFd(pack, streamFds);
+    /** The chunk being opened: order[k], and the chunks after it in order that are the same chunk (a repeat in the
+     * file), written at each of their places. */
+    let k = run.from;
+    let same = 1;
+    let arriving: ArrivingBlob | undefined;
+    let places: number[] = [];
+    let chunkEnd = 0;
+    let pos = run.start;
+    let turn = 0;
+    let next = readInto(fd, bufs[0], Math.min(STREAM_PIECE, run.end - pos), pos);
+    while (pos < run.end) {
+      const got = await next;
+      if (got === 0) throw new ChunkIntegrityError(blobRef(job, order[k]!).id.toString('hex'), pack, 'its pack is truncated');
+      const buf = bufs[turn]!;
+      const upto = pos + got;
+      turn ^= 1;
+      if (upto < run.end) next = readInto(fd, bufs[turn]!, Math.min(STREAM_PIECE, run.end - upto), upto);
+      let p = pos;
+      while (p < upto) {
+        if (!arriving) {
+          const i = order[k]!;
+          const b = blobRef(job, i);
+          arriving = new ArrivingBlob(keys, b, pack, init.boundIds);
+          chunkEnd = b.offset + b.length;
+          places = [dest[i]!];
+          same = 1;
+          while (k + same < run.to && meta[order[k + same]! * REF_WIDTH + Ref.offset] === b.offset) places.push(dest[order[k + same++]!]!);
+        }
+        const to = Math.min(upto, chunkEnd);
+        const plain = arriving.take(buf.subarray(p - pos, to - pos));
+        for (let j = 0; j < places.length && plain.length > 0; j++) {
+          // Written at once, before the chunk is authenticated: into the partial file, which the restore removes if
+          // the chunk then fails (ArrivingBlob.end).
+          await out.ready();
+          out.put(plain, places[j]!);
+          places[j]! += plain.length;
+        }
+        p = to;
+        if (p === chunkEnd) {
+          arriving.end();
+          arriving = undefined;
+          k += same;
+        }
+      }
+      pos = upto;
+      maybeCollect(got);
+    }
+  }
 }
 
 // ---------------------------------------------------------------- verify: read a pack piece by piece, check everything
@@ -809,8 +950,10 @@ async function run(job: WorkerJob): Promise<JobValue> {
 }
 
 /** Jobs run one at a time, in the order they came. A job may let the next one start before it ends (release): a restore
- * job whose last writes are under way (decision 0029). */
+ * job whose last writes are under way (decision 0029). Streamed restore jobs (isStreamed) have a queue of their own:
+ * one of them runs beside the other jobs, since it spends most of its time waiting for the disk (decision 0036). */
 let queue: Promise<void> = Promise.resolve();
+let streamQueue: Promise<void> = Promise.resolve();
 /** Set while a job starts: what lets the next job start. A job that may end after the next has started takes it at
  * once. */
 let releaseCurrent: (() => void) | undefined;
@@ -824,7 +967,8 @@ port.on('message', (msg: { jobId: number; job: WorkerJob }) => {
     port.postMessage({ type: 'released', jobId: msg.jobId } satisfies WorkerEvent);
     turnOver();
   };
-  void queue.then(async () => {
+  const streamed = isStreamed(msg.job);
+  void (streamed ? streamQueue : queue).then(async () => {
     let reply: JobReply;
     releaseCurrent = release;
     try {
@@ -842,5 +986,6 @@ port.on('message', (msg: { jobId: number; job: WorkerJob }) => {
     port.postMessage(reply);
     turnOver();
   });
-  queue = turn;
+  if (streamed) streamQueue = turn;
+  else queue = turn;
 });

@@ -6,7 +6,7 @@ import { Worker } from 'node:worker_threads';
 import type { SharedIdTable } from '../vault/id-table.js';
 import type { MasterKeys } from '../vault/keys.js';
 import { formatFeatures, type VaultConfig } from '../vault/vault.js';
-import type { JobError, JobReply, JobValue, PackEvent, WorkerEvent, WorkerInit, WorkerJob } from './protocol.js';
+import { isStreamed, type JobError, type JobReply, type JobValue, type PackEvent, type WorkerEvent, type WorkerInit, type WorkerJob } from './protocol.js';
 import { workerScript } from './worker-script.js';
 import { reassertYoungGeneration, setEngineFlags } from './young-generation.js';
 
@@ -35,6 +35,8 @@ interface Pending {
   resolve: (v: JobValue) => void;
   reject: (e: unknown) => void;
   worker?: number;
+  /** A streamed restore job (isStreamed): it has a lane of its own in each worker. */
+  streamed: boolean;
 }
 
 interface Slot {
@@ -44,10 +46,17 @@ interface Slot {
   released: Set<number>;
 }
 
-/** Jobs that hold a worker's CPU, running or waiting their turn. */
-const busy = (s: Slot): number => s.running.size - s.released.size;
+/** Jobs of a lane that hold a worker, running or waiting their turn. */
+function busy(s: Slot, streamed: boolean): number {
+  let n = 0;
+  for (const [id, p] of s.running) if (p.streamed === streamed && !s.released.has(id)) n++;
+  return n;
+}
 
+/** Jobs a worker holds at once: two of its main lane (one running, the next waiting, so that the worker never waits
+ * for the main thread), and one streamed restore job, which runs beside them (decision 0036). */
 const PER_WORKER = 2;
+const STREAMED_PER_WORKER = 1;
 
 export class EnginePool {
   private readonly slots: Slot[] = [];
@@ -115,7 +124,8 @@ export class EnginePool {
   run<T extends JobValue>(job: WorkerJob): Promise<T> {
     if (this.dead) return Promise.reject(this.dead);
     return new Promise<T>((resolve, reject) => {
-      this.queue.push({ id: this.nextId++, p: { job, resolve: resolve as (v: JobValue) => void, reject } });
+      this.queue.push({ id: this.nextId++, p: { job, resolve: resolve as (v: JobValue) => void, reject, streamed: isStreamed(job) } });
+
       this.pump();
     });
   }
@@ -129,7 +139,7 @@ export class EnginePool {
         (slot) =>
           new Promise<JobValue>((resolve, reject) => {
             const id = this.nextId++;
-            slot.running.set(id, { job, resolve, reject });
+            slot.running.set(id, { job, resolve, reject, streamed: false });
             slot.worker.postMessage({ jobId: id, job });
           }),
       ),
@@ -142,11 +152,27 @@ export class EnginePool {
 
   private pump(): void {
     if (this.dead || this.isIdle()) for (const w of this.idleWaiters.splice(0)) w();
-    while (this.queue.length > 0) {
+    // In the order queued, each job to the worker with the fewest of its lane's jobs; a job whose lane is full on
+    // every worker waits, and jobs of the other lane behind it go first.
+    const full = [false, false];
+    for (let q = 0; q < this.queue.length && !(full[0] && full[1]); ) {
+      const { id, p } = this.queue[q]!;
+      const lane = p.streamed ? 1 : 0;
+      const max = p.streamed ? STREAMED_PER_WORKER : PER_WORKER;
       let best: Slot | undefined;
-      for (const s of this.slots) if (busy(s) < PER_WORKER && (!best || busy(s) < busy(best))) best = s;
-      if (!best) return;
-      const { id, p } = this.queue.shift()!;
+      let least = max;
+      if (!full[lane]) {
+        for (const s of this.slots) {
+          const b = busy(s, p.streamed);
+          if (b < least) [best, least] = [s, b];
+        }
+      }
+      if (!best) {
+        full[lane] = true;
+        q++;
+        continue;
+      }
+      this.queue.splice(q, 1);
       best.running.set(id, p);
       best.worker.postMessage({ jobId: id, job: p.job });
     }

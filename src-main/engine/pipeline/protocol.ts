@@ -1,7 +1,7 @@
 // Messages between the main thread and engine workers (structured-clone friendly: no classes, Buffers arrive
 // as Uint8Array).
 import type { SharedIdTable } from '../vault/id-table.js';
-import type { BlobRefs } from '../vault/pack.js';
+import { allStoredAsIs, type BlobRefs } from '../vault/pack.js';
 
 export interface WorkerInit {
   location: string;
@@ -59,6 +59,12 @@ export interface RestoreJob extends BlobRefs {
   /** Written through the page cache: the restore reads the file again at once (a database's integrity check, which
    * reads it a page at a time). Other files' long stretches bypass it (decision 0029). */
   cached?: boolean;
+}
+
+/** A restore job whose chunks are all stored as they are (a photo's) is streamed from its packs to its file, and
+ * waits mostly for the disk: each worker runs one such job beside its other jobs (decision 0036). */
+export function isStreamed(job: WorkerJob): boolean {
+  return job.kind === 'restore' && allStoredAsIs(job);
 }
 
 export interface RestoreJobResult {

@@ -1,6 +1,6 @@
 // Cryptographic primitives of the vault, all from node:crypto: AES-256-GCM sealing, HMAC-SHA256 chunk ids,
 // scrypt and HKDF key derivation. Nothing here knows about files.
-import { createCipheriv, createDecipheriv, createHash, createHmac, hkdfSync, randomBytes, scrypt } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, createHmac, hkdfSync, randomBytes, scrypt, type DecipherGCM } from 'node:crypto';
 
 export const NONCE_BYTES = 12;
 export const TAG_BYTES = 16;
@@ -124,6 +124,31 @@ export function openInPieces(key: Buffer, sealed: Uint8Array, aad: Aad, piece: n
     decipher.final();
   } catch {
     throw new AuthError(what);
+  }
+}
+
+/** A sealed blob opened as its bytes arrive: the nonce first, then the ciphertext in pieces of any size, then the
+ * tag (read last, from the blob's end). What update returns is not authenticated until finish returns. */
+export class GcmOpening {
+  private readonly decipher: DecipherGCM;
+
+  constructor(key: Buffer, nonce: Uint8Array, aad: Aad, private readonly what = aadName(aad)) {
+    this.decipher = createDecipheriv('aes-256-gcm', key, nonce);
+    this.decipher.setAAD(aadBytes(aad));
+  }
+
+  update(part: Uint8Array): Buffer {
+    return this.decipher.update(part);
+  }
+
+  /** Check the tag; throws AuthError if the blob does not authenticate. */
+  finish(tag: Uint8Array): void {
+    try {
+      this.decipher.setAuthTag(tag);
+      this.decipher.final();
+    } catch {
+      throw new AuthError(this.what);
+    }
   }
 }
 

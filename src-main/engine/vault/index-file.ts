@@ -3,7 +3,7 @@
 import { open, sealParts, sha256 } from './crypto.js';
 import type { MasterKeys } from './keys.js';
 import { IdTable, slotCountFor, type SharedIdTable } from './id-table.js';
-import { Ref, isMember, REF_WIDTH, decodePackHeader, encodePackHeader, headerContentBytes, readPackHeader, walkPackHeader, type BlobRefs, type PackBlob } from './pack.js';
+import { Ref, inPieces, isMember, REF_WIDTH, decodePackHeader, encodePackHeader, headerContentBytes, readPackHeader, walkPackHeader, type BlobRefs, type PackBlob } from './pack.js';
 import type { Storage } from './storage.js';
 
 export const INDEX_AAD = 'clinicvault:index:v1';
@@ -172,6 +172,11 @@ export class MasterIndex {
   /** The plaintext length of entry e. */
   rawLength(e: number): number {
     return this.cols.rawLength[e]!;
+  }
+
+  /** Whether entry e's chunk is stored as it is (not compressed, not in a group: inPieces). */
+  storedAsIs(e: number): boolean {
+    return inPieces({ type: this.cols.type[e]!, compression: this.cols.compression[e]! });
   }
 
   /** Entries entries[from..to) as flat refs for a worker, without an object per chunk. */

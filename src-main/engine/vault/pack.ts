@@ -5,7 +5,7 @@
 // seals each data blob with its chunk id in the aad (dataBlobAad). Format 4 writes each group member's id before its
 // bytes, inside the group (IdGroup), so that a reader checks a member by its id instead of hashing it (decision 0035).
 import { createHmac } from 'node:crypto';
-import { hmac, open, openInPieces, seal, sha256, type Aad } from './crypto.js';
+import { GcmOpening, hmac, NONCE_BYTES, open, openInPieces, seal, sha256, TAG_BYTES, type Aad } from './crypto.js';
 import { Compression, decompressChunk } from './compress.js';
 import type { MasterKeys } from './keys.js';
 import type { Storage } from './storage.js';
@@ -290,10 +290,77 @@ function openPlainInPieces(keys: MasterKeys, sealed: Buffer, blob: PackBlob, pac
   return length;
 }
 
-/** Whether a blob can be opened in pieces (openPlainInPieces): uncompressed, not a group. */
-function inPieces(blob: PackBlob): boolean {
+/** Whether a blob can be opened in pieces (openPlainInPieces, ArrivingBlob): a chunk stored as it is, uncompressed
+ * and not in a group. */
+export function inPieces(blob: Pick<PackBlob, 'type' | 'compression'>): boolean {
   return !isMember(blob) && blob.compression === Compression.None;
 }
+
+/** A chunk stored as it is (inPieces) opened from its sealed bytes as they are read, in pieces of any size, so that
+ * nothing the size of the chunk is read or made at once. The plaintext take returns is not authenticated until end
+ * returns: the caller must discard it if end throws (ChunkIntegrityError, as openPlainInPieces). */
+export class ArrivingBlob {
+  /** Sealed bytes taken so far. */
+  private at = 0;
+  private readonly nonce = Buffer.alloc(NONCE_BYTES);
+  private readonly tag = Buffer.alloc(TAG_BYTES);
+  private opening: GcmOpening | undefined;
+  private readonly h: ReturnType<typeof createHmac> | undefined;
+  private plainBytes = 0;
+
+  constructor(
+    private readonly keys: MasterKeys,
+    private readonly blob: PackBlob,
+    private readonly packId: string,
+    private readonly bound: boolean,
+  ) {
+    this.h = bound ? undefined : createHmac('sha256', keys.id);
+  }
+
+  /** Take the next sealed bytes (they follow those taken before); returns the plaintext they hold, maybe none. */
+  take(part: Buffer): Buffer {
+    const len = this.blob.length;
+    const bodyEnd = len - TAG_BYTES;
+    if (this.at + part.length > len) throw new Error('internal error: more bytes than the chunk has');
+    let off = 0;
+    if (this.at < NONCE_BYTES) {
+      const n = Math.min(NONCE_BYTES - this.at, part.length);
+      part.copy(this.nonce, this.at, 0, n);
+      this.at += n;
+      off = n;
+      if (this.at === NONCE_BYTES && len >= NONCE_BYTES + TAG_BYTES) this.opening = new GcmOpening(this.keys.encryption, this.nonce, dataBlobAad(this.blob.id, this.bound));
+    }
+    let plain: Buffer = EMPTY;
+    if (off < part.length && this.at < bodyEnd && this.opening) {
+      const n = Math.min(bodyEnd - this.at, part.length - off);
+      plain = this.opening.update(part.subarray(off, off + n));
+      this.h?.update(plain);
+      this.plainBytes += plain.length;
+      this.at += n;
+      off += n;
+    }
+    if (off < part.length) {
+      const n = part.length - off;
+      part.copy(this.tag, this.at - bodyEnd, off, off + n);
+      this.at += n;
+    }
+    return plain;
+  }
+
+  /** Once every sealed byte was taken: check the tag, the length and (format 1 and 2) the id. */
+  end(): void {
+    const id = (): string => this.blob.id.toString('hex');
+    if (this.at !== this.blob.length || !this.opening) throw new ChunkIntegrityError(id(), this.packId, 'authentication failed (the stored bytes were changed)');
+    try {
+      this.opening.finish(this.tag);
+    } catch {
+      throw new ChunkIntegrityError(id(), this.packId, 'authentication failed (the stored bytes were changed)');
+    }
+    if (this.plainBytes !== this.blob.rawLength) throw new ChunkIntegrityError(id(), this.packId, 'content does not have its length');
+    if (this.h && !this.h.digest().equals(this.blob.id)) throw new ChunkIntegrityError(id(), this.packId, 'content does not match its id');
+  }
+}
+const EMPTY = Buffer.alloc(0);
 
 const CHECK_PIECE = 256 * 1024;
 
@@ -459,6 +526,15 @@ export interface BlobRefs {
   meta: Uint32Array;
   packs: string[];
   packOf: Uint32Array;
+}
+
+/** Whether every chunk in refs is stored as it is (inPieces: a photo's, not compressed, not in a group). */
+export function allStoredAsIs(refs: Pick<BlobRefs, 'meta' | 'packOf'>): boolean {
+  const meta = refs.meta;
+  for (let i = 0; i < refs.packOf.length; i++) {
+    if (!inPieces({ type: meta[i * REF_WIDTH + Ref.type]!, compression: meta[i * REF_WIDTH + Ref.compression]! })) return false;
+  }
+  return true;
 }
 
 /** Where each of a chunk's REF_WIDTH numbers sits in BlobRefs.meta. */

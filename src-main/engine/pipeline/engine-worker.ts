@@ -784,43 +784,49 @@ async function streamRuns(job: RestoreJob, order: Uint32Array, dest: Float64Arra
     let chunkEnd = 0;
     let pos = run.start;
     let turn = 0;
-    let next = readInto(fd, bufs[0], Math.min(STREAM_PIECE, run.end - pos), pos);
-    while (pos < run.end) {
-      const got = await next;
-      if (got === 0) throw new ChunkIntegrityError(blobRef(job, order[k]!).id.toString('hex'), pack, 'its pack is truncated');
-      const buf = bufs[turn]!;
-      const upto = pos + got;
-      turn ^= 1;
-      if (upto < run.end) next = readInto(fd, bufs[turn]!, Math.min(STREAM_PIECE, run.end - upto), upto);
-      let p = pos;
-      while (p < upto) {
-        if (!arriving) {
-          const i = order[k]!;
-          const b = blobRef(job, i);
-          arriving = new ArrivingBlob(keys, b, pack, init.boundIds);
-          chunkEnd = b.offset + b.length;
-          places = [dest[i]!];
-          same = 1;
-          while (k + same < run.to && meta[order[k + same]! * REF_WIDTH + Ref.offset] === b.offset) places.push(dest[order[k + same++]!]!);
+    /** The read under way: into the buffer the next job would use, so a job that fails waits for it first. */
+    let next: Promise<number> | undefined = readInto(fd, bufs[0], Math.min(STREAM_PIECE, run.end - pos), pos);
+    try {
+      while (pos < run.end) {
+        const got = await next!;
+        next = undefined;
+        if (got === 0) throw new ChunkIntegrityError(blobRef(job, order[k]!).id.toString('hex'), pack, 'its pack is truncated');
+        const buf = bufs[turn]!;
+        const upto = pos + got;
+        turn ^= 1;
+        if (upto < run.end) next = readInto(fd, bufs[turn]!, Math.min(STREAM_PIECE, run.end - upto), upto);
+        let p = pos;
+        while (p < upto) {
+          if (!arriving) {
+            const i = order[k]!;
+            const b = blobRef(job, i);
+            arriving = new ArrivingBlob(keys, b, pack, init.boundIds);
+            chunkEnd = b.offset + b.length;
+            places = [dest[i]!];
+            same = 1;
+            while (k + same < run.to && meta[order[k + same]! * REF_WIDTH + Ref.offset] === b.offset) places.push(dest[order[k + same++]!]!);
+          }
+          const to = Math.min(upto, chunkEnd);
+          const plain = arriving.take(buf.subarray(p - pos, to - pos));
+          for (let j = 0; j < places.length && plain.length > 0; j++) {
+            // Written at once, before the chunk is authenticated: into the partial file, which the restore removes if
+            // the chunk then fails (ArrivingBlob.end).
+            await out.ready();
+            out.put(plain, places[j]!);
+            places[j]! += plain.length;
+          }
+          p = to;
+          if (p === chunkEnd) {
+            arriving.end();
+            arriving = undefined;
+            k += same;
+          }
         }
-        const to = Math.min(upto, chunkEnd);
-        const plain = arriving.take(buf.subarray(p - pos, to - pos));
-        for (let j = 0; j < places.length && plain.length > 0; j++) {
-          // Written at once, before the chunk is authenticated: into the partial file, which the restore removes if
-          // the chunk then fails (ArrivingBlob.end).
-          await out.ready();
-          out.put(plain, places[j]!);
-          places[j]! += plain.length;
-        }
-        p = to;
-        if (p === chunkEnd) {
-          arriving.end();
-          arriving = undefined;
-          k += same;
-        }
+        pos = upto;
+        maybeCollect(got);
       }
-      pos = upto;
-      maybeCollect(got);
+    } finally {
+      if (next) await next.catch(() => 0);
     }
   }
 }

@@ -125,7 +125,6 @@ export class EnginePool {
     if (this.dead) return Promise.reject(this.dead);
     return new Promise<T>((resolve, reject) => {
       this.queue.push({ id: this.nextId++, p: { job, resolve: resolve as (v: JobValue) => void, reject, streamed: isStreamed(job) } });
-
       this.pump();
     });
   }

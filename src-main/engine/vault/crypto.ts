@@ -109,24 +109,6 @@ export function open(key: Buffer, sealed: Uint8Array, aad: Aad, what = aadName(a
   }
 }
 
-/** Open a sealed blob a piece at a time, giving each piece of plaintext to `take` as it is decrypted (released
- * before the tag is checked: the caller must not act on it until this returns); throws AuthError if it does not
- * authenticate. Each piece is a new buffer of at most `piece` bytes, so nothing the size of the blob is made. */
-export function openInPieces(key: Buffer, sealed: Uint8Array, aad: Aad, piece: number, take: (plain: Buffer) => void, what = aadName(aad)): void {
-  if (sealed.length < SEAL_OVERHEAD) throw new AuthError(what);
-  const buf = Buffer.from(sealed.buffer, sealed.byteOffset, sealed.byteLength);
-  const decipher = createDecipheriv('aes-256-gcm', key, buf.subarray(0, NONCE_BYTES));
-  decipher.setAAD(aadBytes(aad));
-  decipher.setAuthTag(buf.subarray(buf.length - TAG_BYTES));
-  const end = buf.length - TAG_BYTES;
-  try {
-    for (let at = NONCE_BYTES; at < end; at += piece) take(decipher.update(buf.subarray(at, Math.min(end, at + piece))));
-    decipher.final();
-  } catch {
-    throw new AuthError(what);
-  }
-}
-
 /** A sealed blob opened as its bytes arrive: the nonce first, then the ciphertext in pieces of any size, then the
  * tag (read last, from the blob's end). What update returns is not authenticated until finish returns. */
 export class GcmOpening {

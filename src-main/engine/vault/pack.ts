@@ -5,7 +5,7 @@
 // seals each data blob with its chunk id in the aad (dataBlobAad). Format 4 writes each group member's id before its
 // bytes, inside the group (IdGroup), so that a reader checks a member by its id instead of hashing it (decision 0035).
 import { createHmac } from 'node:crypto';
-import { GcmOpening, hmac, NONCE_BYTES, open, openInPieces, seal, sha256, TAG_BYTES, type Aad } from './crypto.js';
+import { GcmOpening, hmac, NONCE_BYTES, open, seal, sha256, TAG_BYTES, type Aad } from './crypto.js';
 import { Compression, decompressChunk } from './compress.js';
 import type { MasterKeys } from './keys.js';
 import type { Storage } from './storage.js';
@@ -266,28 +266,18 @@ export function openBlob(keys: MasterKeys, sealed: Buffer, blob: PackBlob, packI
  * what it was given (verify keeps nothing; restore writes into a partial file that is removed). Returns the
  * plaintext's length. */
 function openPlainInPieces(keys: MasterKeys, sealed: Buffer, blob: PackBlob, packId: string, piece: number, bound: boolean, take?: (plain: Buffer) => void): number {
-  const h = bound ? undefined : createHmac('sha256', keys.id);
-  let length = 0;
+  const arriving = new ArrivingBlob(keys, blob, packId, bound);
+  const bodyStart = Math.min(NONCE_BYTES, sealed.length);
+  const bodyEnd = Math.max(bodyStart, sealed.length - TAG_BYTES);
+  arriving.take(sealed.subarray(0, bodyStart));
   // What the caller's take throws (a restore target that is full or fails) is its own error, not the chunk's.
-  let taking: { err: unknown } | undefined;
-  try {
-    openInPieces(keys.encryption, sealed, dataBlobAad(blob.id, bound), piece, (plain) => {
-      h?.update(plain);
-      length += plain.length;
-      try {
-        take?.(plain);
-      } catch (err) {
-        taking = { err };
-        throw err;
-      }
-    });
-  } catch {
-    if (taking) throw taking.err;
-    throw new ChunkIntegrityError(blob.id.toString('hex'), packId, 'authentication failed (the stored bytes were changed)');
+  for (let at = bodyStart; at < bodyEnd; at += piece) {
+    const plain = arriving.take(sealed.subarray(at, Math.min(bodyEnd, at + piece)));
+    take?.(plain);
   }
-  if (length !== blob.rawLength) throw new ChunkIntegrityError(blob.id.toString('hex'), packId, 'content does not have its length');
-  if (h && !h.digest().equals(blob.id)) throw new ChunkIntegrityError(blob.id.toString('hex'), packId, 'content does not match its id');
-  return length;
+  arriving.take(sealed.subarray(bodyEnd));
+  arriving.end();
+  return blob.rawLength;
 }
 
 /** Whether a blob can be opened in pieces (openPlainInPieces, ArrivingBlob): a chunk stored as it is, uncompressed

@@ -17,7 +17,7 @@ import { LocalStorage } from '../vault/storage.js';
 import { alignedMemory, DIRECT_ALIGN, O_DIRECT, refusesDirect } from '../vault/direct-io.js';
 import { PackWriter } from './pack-writer.js';
 import { collectGarbage } from './young-generation.js';
-import { isStreamed, type ChunkJob, type ChunkResult, type CommandJob, type JobReply, type JobValue, type RestoreJob, type RestoreJobResult, type VerifyJob, type WorkerInit, type WorkerJob, type WorkerEvent } from './protocol.js';
+import { type ChunkJob, type ChunkResult, type CommandJob, type JobMessage, type JobReply, type JobValue, type RestoreJob, type RestoreJobResult, type VerifyJob, type WorkerInit, type WorkerJob, type WorkerEvent } from './protocol.js';
 
 const init = workerData as WorkerInit;
 const keys: MasterKeys = { encryption: Buffer.from(init.encryptionKey), id: Buffer.from(init.idKey) };
@@ -659,9 +659,8 @@ class RestoreOut {
 /** Write a stretch of a file. The chunks are read in the order they are stored, not the file's: a database's pages
  * come from groups written by many backups, and each group is then opened once, not once per page. The output is
  * written as contiguous pieces are complete, in positional writes. */
-async function restoreJob(job: RestoreJob): Promise<JobValue> {
+async function restoreJob(job: RestoreJob, streamed: boolean): Promise<JobValue> {
   const release = releaseCurrent;
-  const streamed = isStreamed(job);
   const n = job.packOf.length;
   const meta = job.meta;
   const dest = new Float64Array(n);
@@ -933,7 +932,7 @@ function sqliteSource(): Promise<typeof import('../sources/sqlite.js')> {
   return (sqliteModule ??= import('../sources/sqlite.js'));
 }
 
-async function run(job: WorkerJob): Promise<JobValue> {
+async function run(job: WorkerJob, streamed: boolean): Promise<JobValue> {
   switch (job.kind) {
     case 'chunk':
       return chunkJob(job);
@@ -945,7 +944,7 @@ async function run(job: WorkerJob): Promise<JobValue> {
       await writer.finish();
       return {};
     case 'restore':
-      return restoreJob(job);
+      return restoreJob(job, streamed);
     case 'verify':
       return verifyJob(job);
     case 'sqlite-copy':
@@ -963,7 +962,7 @@ let streamQueue: Promise<void> = Promise.resolve();
 /** Set while a job starts: what lets the next job start. A job that may end after the next has started takes it at
  * once. */
 let releaseCurrent: (() => void) | undefined;
-port.on('message', (msg: { jobId: number; job: WorkerJob }) => {
+port.on('message', (msg: JobMessage) => {
   let turnOver!: () => void;
   const turn = new Promise<void>((resolve) => (turnOver = resolve));
   let released = false;
@@ -973,12 +972,12 @@ port.on('message', (msg: { jobId: number; job: WorkerJob }) => {
     port.postMessage({ type: 'released', jobId: msg.jobId } satisfies WorkerEvent);
     turnOver();
   };
-  const streamed = isStreamed(msg.job);
+  const streamed = msg.streamed;
   void (streamed ? streamQueue : queue).then(async () => {
     let reply: JobReply;
     releaseCurrent = release;
     try {
-      reply = { type: 'result', jobId: msg.jobId, ok: true, value: await run(msg.job) };
+      reply = { type: 'result', jobId: msg.jobId, ok: true, value: await run(msg.job, streamed) };
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
       reply = {

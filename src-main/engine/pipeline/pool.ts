@@ -6,7 +6,7 @@ import { Worker } from 'node:worker_threads';
 import type { SharedIdTable } from '../vault/id-table.js';
 import type { MasterKeys } from '../vault/keys.js';
 import { formatFeatures, type VaultConfig } from '../vault/vault.js';
-import { isStreamed, type JobError, type JobReply, type JobValue, type PackEvent, type WorkerEvent, type WorkerInit, type WorkerJob } from './protocol.js';
+import { isStreamed, type JobError, type JobMessage, type JobReply, type JobValue, type PackEvent, type WorkerEvent, type WorkerInit, type WorkerJob } from './protocol.js';
 import { workerScript } from './worker-script.js';
 import { reassertYoungGeneration, setEngineFlags } from './young-generation.js';
 
@@ -139,7 +139,7 @@ export class EnginePool {
           new Promise<JobValue>((resolve, reject) => {
             const id = this.nextId++;
             slot.running.set(id, { job, resolve, reject, streamed: false });
-            slot.worker.postMessage({ jobId: id, job });
+            slot.worker.postMessage({ jobId: id, job, streamed: false } satisfies JobMessage);
           }),
       ),
     );
@@ -173,7 +173,7 @@ export class EnginePool {
       }
       this.queue.splice(q, 1);
       best.running.set(id, p);
-      best.worker.postMessage({ jobId: id, job: p.job });
+      best.worker.postMessage({ jobId: id, job: p.job, streamed: p.streamed } satisfies JobMessage);
     }
   }
 

@@ -67,6 +67,14 @@ export function isStreamed(job: WorkerJob): boolean {
   return job.kind === 'restore' && allStoredAsIs(job);
 }
 
+/** A job as the pool sends it to a worker. `streamed`: isStreamed(job), worked out once, by the pool, which gives such
+ * jobs a lane of their own; the worker runs them in a queue of their own. */
+export interface JobMessage {
+  jobId: number;
+  job: WorkerJob;
+  streamed: boolean;
+}
+
 export interface RestoreJobResult {
   bytes: number;
   /** Written past the page cache. */
